@@ -1,0 +1,306 @@
+"""ScoringClient: encrypted predictions from a scoring endpoint, like a scikit-learn model.
+
+One call does the whole job (``client.predict(X)``: keys generated and uploaded on first
+use, encryption, the HTTP call, decryption); every step stays public for notebooks that
+show them one by one.
+
+Example:
+    >>> client = ScoringClient("http://127.0.0.1:7071")       # doctest: +SKIP
+    >>> client.predict(X_test[:5])                            # doctest: +SKIP
+    array([7, 2, 1, 0, 4])
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from scoring import protocol
+from scoring.ckks import CkksParameters
+from scoring.errors import KeysRejected
+from scoring.keys import parse_bundle
+from scoring.model import labels_from_scores, probabilities
+
+from .keys import SecretKeys
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+RETRY_STATUSES = (429, 503)
+
+
+class ServiceError(Exception):
+    """The service refused a request; carries its status, error code, message and response."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        self.status = response.status_code
+        try:
+            body = response.json()
+            self.code, self.message = body.get("error", "unknown"), body.get("message", "")
+        except ValueError:
+            self.code, self.message = "unknown", response.text[:200]
+        super().__init__(f"{self.status} {self.code}: {self.message} ({response.request.method} "
+                         f"{response.url.split('?')[0]})")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``GET /api/model`` says: enough to encrypt for the model and read its scores."""
+
+    raw: dict
+
+    @property
+    def model_hash(self) -> str:
+        return self.raw["model_hash"]
+
+    @property
+    def n_features(self) -> int:
+        return self.raw["n_features"]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.raw["n_outputs"]
+
+    @property
+    def classes(self) -> tuple | None:
+        classes = self.raw.get("classes")
+        return None if classes is None else tuple(classes)
+
+    @property
+    def parameters(self) -> CkksParameters:
+        enc = self.raw["encryption"]
+        return CkksParameters(enc["poly_modulus_degree"], tuple(int(q) for q in enc["coeff_modulus"]))
+
+    @property
+    def input_scale(self) -> float:
+        return float(self.raw["encryption"]["input_scale"])
+
+    @property
+    def output_scale(self) -> float:
+        return float(self.raw["encryption"]["output_scale"])
+
+    @property
+    def layout(self) -> dict:
+        return self.raw["encryption"]["layout"]
+
+    def output_positions(self, product: int) -> np.ndarray:
+        """Where result ``product`` holds its outputs (the server's CoefficientLayout rule)."""
+        width, per_product = self.layout["chunk_width"], self.layout["outputs_per_product"]
+        count = min(per_product, self.n_outputs - product * per_product)
+        return np.arange(count) * width + width - 1
+
+
+@dataclass(frozen=True)
+class EncryptedRecord:
+    """One record's ciphertexts, ready to send."""
+
+    ciphertexts: tuple[bytes, ...]
+    model_hash: str
+
+
+@dataclass(frozen=True)
+class EncryptedScores:
+    """The service's answer for one record: result ciphertexts only the key owner can read."""
+
+    ciphertexts: tuple[bytes, ...]
+    model_hash: str
+
+
+class ScoringClient:
+    """A client for the encrypted scoring service (Azure Functions or the container).
+
+    Args:
+        endpoint: the service's base URL, e.g. ``https://myapp.azurewebsites.net``.
+        function_key: the Azure Functions key, sent as ``x-functions-key`` (never in the URL).
+        timeout: seconds for each HTTP request.
+        keys: existing keys (e.g. from :func:`client.load_secret_key`); generated if None.
+        binary: send the binary wire form (a third smaller than JSON).
+        retries: retries on 429 and 503, honouring Retry-After.
+        route_prefix: the host's route prefix (``api`` for Azure Functions).
+        session: a ``requests.Session`` to use (for tests or custom transports).
+    """
+
+    def __init__(self, endpoint: str, *, function_key: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 keys: SecretKeys | None = None, binary: bool = True, retries: int = 3,
+                 route_prefix: str = "api", session: requests.Session | None = None) -> None:
+        self.base_url = endpoint.rstrip("/") + ("/" + route_prefix.strip("/") if route_prefix else "")
+        self.timeout = timeout
+        self.binary = binary
+        self._keys = keys
+        self._uploaded: str | None = None
+        self._model: ModelInfo | None = None
+        self.session = session or requests.Session()
+        retry = Retry(total=retries, status_forcelist=RETRY_STATUSES, allowed_methods=None, backoff_factor=0.2,
+                      respect_retry_after_header=True, raise_on_status=False)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        if function_key:
+            self.session.headers["x-functions-key"] = function_key
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+        response = self.session.request(method, f"{self.base_url}/{path}", timeout=self.timeout, **kwargs)
+        if response.status_code >= 400:
+            raise ServiceError(response)
+        return response
+
+    def describe_model(self, *, refresh: bool = False) -> ModelInfo:
+        """What the served model takes and returns (cached; ``refresh`` asks again)."""
+        if self._model is None or refresh:
+            self._model = ModelInfo(self._request("GET", "model").json())
+        return self._model
+
+    # -- keys ----------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> SecretKeys:
+        """This client's keys, generated for the served parameters on first use."""
+        if self._keys is None:
+            self.generate_keys()
+        return self._keys
+
+    def generate_keys(self) -> SecretKeys:
+        """Generate a fresh key pair for the parameters the service announces."""
+        self._keys = SecretKeys.generate(self.describe_model().parameters)
+        self._uploaded = None
+        return self._keys
+
+    def public_bundle(self) -> bytes:
+        """The public bundle, checked to hold nothing secret before it can leave the client.
+
+        Raises:
+            KeysRejected: if the bundle would carry a secret key or does not parse.
+        """
+        bundle = self.keys.public_bundle()
+        parse_bundle(bundle, served=(self.keys.parameters,))
+        return bundle
+
+    def upload_keys(self) -> str:
+        """Upload the public bundle through the service (``PUT /api/keys/{id}``); return its id."""
+        bundle = self.public_bundle()
+        key_id = self.keys.key_id
+        self._request("PUT", f"keys/{key_id}", data=bundle, headers={"content-type": protocol.BINARY_TYPE})
+        self._uploaded = key_id
+        logger.info("uploaded key bundle %s (%d bytes)", key_id[:12], len(bundle))
+        return key_id
+
+    def upload_keys_to_blob(self, *, connection_string: str | None = None, account_url: str | None = None,
+                            credential=None, container: str = "hekeys") -> str:
+        """Upload the public bundle straight to your own blob storage; return its id.
+
+        For those who manage storage themselves, as in the original tutorial. Use a
+        connection string, or an account URL with a credential (a SAS, a key, or an
+        azure-identity credential). The container is created if absent.
+        """
+        from .storage import upload_bundle
+
+        key_id = upload_bundle(self.public_bundle(), connection_string=connection_string,
+                               account_url=account_url, credential=credential, container=container)
+        self._uploaded = key_id
+        return key_id
+
+    def delete_keys(self) -> bool:
+        """Delete the uploaded bundle from the service; False if it was not there."""
+        key_id = self.keys.key_id
+        try:
+            self._request("DELETE", f"keys/{key_id}")
+        except ServiceError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        finally:
+            self._uploaded = None
+        return True
+
+    # -- the steps -----------------------------------------------------------------------
+
+    def encrypt(self, x) -> EncryptedRecord:
+        """Encrypt one record (a 1-D array of the model's features).
+
+        Raises:
+            ValueError: if the record's length differs from the model's feature count, or a
+                value is not finite or exceeds the model's input bound.
+        """
+        info = self.describe_model()
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if x.size != info.n_features:
+            raise ValueError(f"the model takes {info.n_features} features; this record has {x.size}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("the record holds NaN or infinite values")
+        bound = info.raw["input_bound"]
+        if np.max(np.abs(x), initial=0.0) > bound:
+            raise ValueError(f"the model accepts features with |x| <= {bound} (scale your data as "
+                             "it was scaled for training); this record exceeds it")
+        width = info.layout["chunk_width"]
+        chunks = [x[i:i + width] for i in range(0, x.size, width)]
+        return EncryptedRecord(tuple(self.keys.encrypt_coefficients(c, info.input_scale) for c in chunks),
+                               info.model_hash)
+
+    def score(self, record: EncryptedRecord) -> EncryptedScores:
+        """Send an encrypted record; return the encrypted scores. Uploads keys if needed."""
+        if self._uploaded != self.keys.key_id:
+            self.upload_keys()
+        body, content_type = protocol.encode(protocol.ScoreMessage(record.ciphertexts, record.model_hash),
+                                             binary=self.binary, response=False)
+        try:
+            response = self._post_score(body, content_type)
+        except ServiceError as exc:
+            if exc.code != "keys_not_found":
+                raise
+            self.upload_keys()  # deleted or expired on the service: upload again, once
+            response = self._post_score(body, content_type)
+        reply = protocol.decode(response.content, response.headers.get("content-type"), response=True)
+        return EncryptedScores(reply.ciphertexts, reply.model_hash)
+
+    def _post_score(self, body: bytes, content_type: str) -> requests.Response:
+        return self._request("POST", f"score/{self.keys.key_id}", data=body,
+                             headers={"content-type": content_type, "accept": content_type})
+
+    def decrypt(self, scores: EncryptedScores) -> np.ndarray:
+        """Decrypt one record's scores, shape (outputs,).
+
+        Raises:
+            ValueError: if the scores were made for another model than the one described.
+        """
+        info = self.describe_model()
+        if scores.model_hash != info.model_hash:
+            raise ValueError(f"scores come from model {scores.model_hash}, not the described "
+                             f"{info.model_hash}; call describe_model(refresh=True)")
+        parts = [self.keys.decrypt_coefficients(blob, info.output_scale)[info.output_positions(p)]
+                 for p, blob in enumerate(scores.ciphertexts)]
+        return np.concatenate(parts)
+
+    # -- the one-call methods ------------------------------------------------------------
+
+    def decision_function(self, X) -> np.ndarray:
+        """Scores for each row, shaped as the estimator's ``decision_function`` (or ``predict``)."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        scores = np.vstack([self.decrypt(self.score(self.encrypt(row))) for row in X])
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels (classifiers) or values (regressors) for each row."""
+        scores = self.decision_function(X)
+        classes = self.describe_model().classes
+        return scores if classes is None else labels_from_scores(classes, scores)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, computed here from the decrypted scores as scikit-learn does.
+
+        Raises:
+            AttributeError: if the served estimator has no ``predict_proba``.
+        """
+        kind = self.describe_model().raw.get("proba")
+        if kind is None:
+            raise AttributeError("the served model does not offer predict_proba")
+        return probabilities(kind, self.decision_function(X))
+
+
+__all__ = ["ScoringClient", "ServiceError", "ModelInfo", "EncryptedRecord", "EncryptedScores", "KeysRejected"]

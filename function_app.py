@@ -1,0 +1,46 @@
+"""Azure Functions app (Python v2 programming model): routes and bindings, nothing else.
+
+The key bundle reaches ``score`` through a blob input binding on
+``<SCORING_KEYS_CONTAINER>/{key_id}`` over the connection named by ``SCORING_STORAGE``;
+``put_keys`` stores one through a blob output binding. The work is in ``hosts.functions``
+(transport glue) and ``scoring.service`` (the core every host shares).
+"""
+
+import azure.functions as func
+
+from hosts import functions as host
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+KEYS_BLOB = f"%{host.KEYS_CONTAINER_SETTING}%/{{key_id}}"
+
+
+@app.route(route="score/{key_id}", methods=["POST"])
+@app.blob_input(arg_name="bundle", path=KEYS_BLOB, connection=host.STORAGE_SETTING,
+                data_type=func.DataType.BINARY)
+def score(req: func.HttpRequest, bundle: func.InputStream) -> func.HttpResponse:
+    return host.score(req, bundle)
+
+
+@app.route(route="keys/{key_id}", methods=["PUT"])
+@app.blob_input(arg_name="existing", path=KEYS_BLOB, connection=host.STORAGE_SETTING,
+                data_type=func.DataType.BINARY)
+@app.blob_output(arg_name="stored", path=KEYS_BLOB, connection=host.STORAGE_SETTING,
+                 data_type=func.DataType.BINARY)
+def put_keys(req: func.HttpRequest, existing: func.InputStream, stored: func.Out[bytes]) -> func.HttpResponse:
+    return host.put_keys(req, existing, stored)
+
+
+@app.route(route="keys/{key_id}", methods=["DELETE"])
+def delete_keys(req: func.HttpRequest) -> func.HttpResponse:
+    return host.delete_keys(req)
+
+
+@app.route(route="model", methods=["GET"])
+def model(req: func.HttpRequest) -> func.HttpResponse:
+    return host.describe(req)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return host.health(req)

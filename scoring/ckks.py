@@ -1,0 +1,386 @@
+"""CKKS parameters, SEAL objects to and from bytes, and exact coefficient encoding.
+
+Everything here goes through ``tenseal.sealapi`` (the SEAL binding inside the TenSEAL
+wheel). SEAL objects only save and load through file paths, so each thread keeps one
+in-memory file (``memfd``) for that; nothing touches the disk.
+
+Bytes from strangers never reach a SEAL loader as they came: :func:`canonical_blob`
+checks the 16-byte SEAL header, decompresses with an output cap equal to the exact size
+the served parameters imply, and rebuilds an uncompressed blob; the callers in
+``keys`` and ``protocol`` check every field before loading (see
+``shared/design/hostile-input.md``).
+
+Coefficient encoding: a real vector is placed as the *coefficients* of the plaintext
+polynomial (not its slots) so that one polynomial product computes many inner products
+(see ``shared/design/kernels.md``). With a single prime, the coefficients are exact
+integers modulo q, so the values are written into a non-NTT ciphertext blob, moved to
+NTT form by SEAL, and read back; no floating-point embedding is involved.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import tenseal.sealapi as seal
+import zstandard
+
+SEAL_MAGIC = 0xA15E
+HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compression, reserved, size
+HEADER_SIZE = HEADER.size
+COMPRESSION_NONE, COMPRESSION_ZLIB, COMPRESSION_ZSTD = 0, 1, 2
+PARMS_ID_SIZE = 32
+# Ciphertext fields after parms_id: is_ntt_form u8, size, degree, modulus count u64,
+# scale f64, correction factor u64.
+CIPHERTEXT_FIELDS = struct.Struct("<BQQQdQ")
+PLAINTEXT_FIELDS = struct.Struct("<Qd")  # coeff_count u64, scale f64
+ARRAY_LENGTH = struct.Struct("<Q")
+CIPHERTEXT_DATA_OFFSET = PARMS_ID_SIZE + CIPHERTEXT_FIELDS.size + HEADER_SIZE + ARRAY_LENGTH.size
+PLAINTEXT_DATA_OFFSET = PARMS_ID_SIZE + PLAINTEXT_FIELDS.size + HEADER_SIZE + ARRAY_LENGTH.size
+PRNG_INFO_SIZE = HEADER_SIZE + 1 + 64  # SEAL header, prng type, 512-bit seed
+PRNG_TYPES = (1, 2)  # blake2xb, shake256
+
+
+class BlobError(ValueError):
+    """Bytes that are not an acceptable SEAL object; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class CkksParameters:
+    """A CKKS parameter set the service can serve.
+
+    Attributes:
+        poly_modulus_degree: the ring degree N.
+        coeff_modulus: the prime moduli, exactly.
+    """
+
+    poly_modulus_degree: int
+    coeff_modulus: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        bits = "-".join(str(q.bit_length()) for q in self.coeff_modulus)
+        return f"ckks-n{self.poly_modulus_degree}-q{bits}"
+
+    def to_dict(self) -> dict:
+        return {
+            "scheme": "ckks",
+            "poly_modulus_degree": self.poly_modulus_degree,
+            "coeff_modulus": [str(q) for q in self.coeff_modulus],
+            "coeff_modulus_bits": [q.bit_length() for q in self.coeff_modulus],
+            "security_level": 128,
+        }
+
+
+# N = 8192 with one 60-bit prime: SEAL's 128-bit check allows up to 218 bits here, and a
+# single prime needs no key switching, no rescale and no Galois keys (kernels.md).
+DEFAULT_PARAMETERS = CkksParameters(8192, (1152921504606830593,))
+SERVED_PARAMETERS = (DEFAULT_PARAMETERS,)
+
+
+class SealRuntime:
+    """A SEAL context for one parameter set, with the helpers every module needs.
+
+    Build it with :func:`runtime`, which caches one per parameter set. All methods are
+    safe to call from several threads: each thread has its own in-memory file.
+    """
+
+    def __init__(self, parameters: CkksParameters) -> None:
+        parms = seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS)
+        parms.set_poly_modulus_degree(parameters.poly_modulus_degree)
+        parms.set_coeff_modulus([seal.Modulus(q) for q in parameters.coeff_modulus])
+        self.context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+        if not self.context.parameters_set():
+            raise ValueError(
+                f"SEAL refuses {parameters.name}: {self.context.parameters_error_message()}"
+            )
+        self.parameters = parameters
+        self.degree = parameters.poly_modulus_degree
+        self.moduli = np.array(parameters.coeff_modulus, dtype=np.uint64)
+        self.parms_id = self.context.first_parms_id()
+        self.parms_id_bytes = struct.pack("<4Q", *self.parms_id)
+        self.evaluator = seal.Evaluator(self.context)
+        self._local = threading.local()
+        self.seal_version = self._probe_seal_version()
+
+    # -- raw SEAL object I/O -------------------------------------------------------------
+
+    def _path(self) -> tuple[int, str]:
+        fd = getattr(self._local, "fd", None)
+        if fd is None:
+            fd = os.memfd_create("seal-object", os.MFD_CLOEXEC)
+            self._local.fd = fd
+        return fd, f"/proc/self/fd/{fd}"
+
+    def save(self, obj) -> bytes:
+        """The object's SEAL blob, as SEAL writes it (usually zstd-compressed)."""
+        fd, path = self._path()
+        os.ftruncate(fd, 0)
+        obj.save(path)
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0)
+
+    def save_body(self, obj) -> bytes:
+        """The object's uncompressed fields, without the outer SEAL header."""
+        return decompress_body(self.save(obj))
+
+    def save_canonical(self, obj) -> bytes:
+        """The object's blob, uncompressed: the form this project puts on the wire."""
+        body = self.save_body(obj)
+        return self.wrap(body) + body
+
+    def load(self, obj, blob: bytes):
+        """Load a blob into ``obj`` (a fresh SEAL object) and return it.
+
+        Only call this with blobs this process built or checked with the strict parsers.
+        """
+        fd, path = self._path()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, blob, 0)
+        obj.load(self.context, path)
+        return obj
+
+    def _probe_seal_version(self) -> tuple[int, int]:
+        _, _, major, minor, *_ = HEADER.unpack_from(self.save(seal.Plaintext()))
+        return major, minor
+
+    # -- building blobs ------------------------------------------------------------------
+
+    def wrap(self, body: bytes) -> bytes:
+        """Prefix an uncompressed SEAL header to object fields."""
+        major, minor = self.seal_version
+        return HEADER.pack(SEAL_MAGIC, HEADER_SIZE, major, minor, COMPRESSION_NONE, 0,
+                           HEADER_SIZE + len(body))
+
+    def array_blob(self, words: np.ndarray) -> bytes:
+        inner = ARRAY_LENGTH.pack(words.size) + words.astype("<u8", copy=False).tobytes()
+        return self.wrap(inner) + inner
+
+    def ciphertext_blob(self, polys: np.ndarray, *, ntt: bool, scale: float) -> bytes:
+        """A ciphertext blob from polynomials shaped (size, moduli, N) of residues."""
+        size = polys.shape[0]
+        body = (self.parms_id_bytes
+                + CIPHERTEXT_FIELDS.pack(int(ntt), size, self.degree, len(self.moduli), scale, 1)
+                + self.array_blob(polys.reshape(-1)))
+        return self.wrap(body) + body
+
+    def plaintext_blob(self, residues: np.ndarray, *, scale: float) -> bytes:
+        """An NTT-form plaintext blob from residues shaped (moduli, N)."""
+        body = (self.parms_id_bytes
+                + PLAINTEXT_FIELDS.pack(residues.size, scale)
+                + self.array_blob(residues.reshape(-1)))
+        return self.wrap(body) + body
+
+    # -- exact coefficient encoding ------------------------------------------------------
+
+    def residues(self, values: np.ndarray) -> np.ndarray:
+        """Signed integers (int64, length N) as residues modulo each prime, shape (K, N)."""
+        values = np.asarray(values, dtype=np.int64)
+        out = np.empty((len(self.moduli), self.degree), dtype=np.uint64)
+        for k, q in enumerate(self.moduli):
+            out[k] = np.mod(values, np.int64(q)).astype(np.uint64)
+        return out
+
+    def ntt(self, residues: np.ndarray, *, inverse: bool = False) -> np.ndarray:
+        """Move polynomials (K, N) into or out of NTT form with SEAL's own transform."""
+        doubled = np.stack([residues, residues])  # SEAL refuses a ciphertext with c1 = 0
+        ct = self.load(seal.Ciphertext(), self.ciphertext_blob(doubled, ntt=inverse, scale=1.0))
+        if inverse:
+            self.evaluator.transform_from_ntt_inplace(ct)
+        else:
+            self.evaluator.transform_to_ntt_inplace(ct)
+        return self.ciphertext_polys(self.save_body(ct), 1)[0]
+
+    def ciphertext_polys(self, body: bytes, size: int) -> np.ndarray:
+        """The first ``size`` polynomials of an uncompressed ciphertext body, (size, K, N)."""
+        count = size * len(self.moduli) * self.degree
+        words = np.frombuffer(body, dtype="<u8", count=count, offset=CIPHERTEXT_DATA_OFFSET)
+        return words.reshape(size, len(self.moduli), self.degree)
+
+    def encode_coefficients(self, values: np.ndarray, scale: float) -> seal.Plaintext:
+        """A plaintext whose polynomial has coefficients ``round(values * scale)``.
+
+        Raises:
+            ValueError: if a scaled value does not fit well inside the modulus.
+        """
+        coefficients = np.zeros(self.degree, dtype=np.float64)
+        coefficients[: len(values)] = np.asarray(values, dtype=np.float64) * scale
+        limit = float(min(self.parameters.coeff_modulus)) / 4
+        if not np.all(np.abs(coefficients) < limit):
+            raise ValueError("a scaled value does not fit in the coefficient modulus")
+        residues = self.residues(np.rint(coefficients).astype(np.int64))
+        return self.load(seal.Plaintext(), self.plaintext_blob(self.ntt(residues), scale=scale))
+
+    def decode_coefficients(self, plain: seal.Plaintext) -> np.ndarray:
+        """The coefficients of an NTT-form plaintext, centred and divided by its scale."""
+        body = self.save_body(plain)
+        count = len(self.moduli) * self.degree
+        words = np.frombuffer(body, dtype="<u8", count=count, offset=PLAINTEXT_DATA_OFFSET)
+        residues = self.ntt(words.reshape(len(self.moduli), self.degree), inverse=True)
+        if len(self.moduli) != 1:
+            raise NotImplementedError("decoding is implemented for one prime")
+        q = self.moduli[0]
+        r = residues[0]
+        signed = np.where(r > q // np.uint64(2), -(q - r).astype(np.float64), r.astype(np.float64))
+        return signed / plain.scale
+
+    def uniform_residues(self) -> np.ndarray:
+        """Polynomials (K, N) uniform modulo each prime, from the OS's secure generator."""
+        out = np.empty((len(self.moduli), self.degree), dtype=np.uint64)
+        for k, q in enumerate(self.moduli):
+            out[k] = _uniform_below(int(q), self.degree)
+        return out
+
+
+def _uniform_below(q: int, count: int) -> np.ndarray:
+    """``count`` integers uniform in [0, q), by rejection sampling of os.urandom words."""
+    mask = np.uint64((1 << q.bit_length()) - 1)
+    found = np.empty(0, dtype=np.uint64)
+    while found.size < count:
+        words = np.frombuffer(os.urandom(8 * 2 * count), dtype="<u8") & mask
+        found = np.concatenate([found, words[words < np.uint64(q)]])
+    return found[:count]
+
+
+@functools.lru_cache(maxsize=None)
+def runtime(parameters: CkksParameters = DEFAULT_PARAMETERS) -> SealRuntime:
+    """The process-wide :class:`SealRuntime` for a parameter set."""
+    return SealRuntime(parameters)
+
+
+# -- strict reading of SEAL blobs ----------------------------------------------------------
+
+
+def read_header(blob: bytes) -> tuple[int, int]:
+    """Check a SEAL blob's 16-byte header; return (compression mode, declared size).
+
+    Raises:
+        BlobError: if the header is not a valid SEAL header or the size disagrees.
+    """
+    if len(blob) < HEADER_SIZE:
+        raise BlobError("shorter than a SEAL header")
+    magic, header_size, major, _minor, compression, reserved, size = HEADER.unpack_from(blob)
+    if magic != SEAL_MAGIC or header_size != HEADER_SIZE or major != 4 or reserved != 0:
+        raise BlobError("not a SEAL 4 object (bad header)")
+    if compression not in (COMPRESSION_NONE, COMPRESSION_ZLIB, COMPRESSION_ZSTD):
+        raise BlobError(f"unknown SEAL compression mode {compression}")
+    if size != len(blob):
+        raise BlobError(f"SEAL header declares {size} bytes but {len(blob)} were given")
+    return compression, size
+
+
+def decompress_body(blob: bytes, *, limit: int | None = None) -> bytes:
+    """The uncompressed fields of a SEAL blob, never larger than ``limit`` bytes.
+
+    Raises:
+        BlobError: on a bad header, corrupt compressed data, or output over ``limit``.
+    """
+    compression, _ = read_header(blob)
+    payload = memoryview(blob)[HEADER_SIZE:]
+    cap = len(blob) * 64 if limit is None else limit
+    if compression == COMPRESSION_NONE:
+        body = bytes(payload)
+    elif compression == COMPRESSION_ZSTD:
+        body = _bounded_zstd(payload, cap)
+    else:
+        decompressor = zlib.decompressobj()
+        try:
+            body = decompressor.decompress(payload, cap + 1)
+        except zlib.error as exc:
+            raise BlobError("corrupt zlib data") from exc
+        if decompressor.unconsumed_tail or not decompressor.eof:
+            raise BlobError("zlib data is truncated or decompresses beyond the expected size")
+    if len(body) > cap:
+        raise BlobError(f"decompresses to more than the expected {cap} bytes")
+    return body
+
+
+def _bounded_zstd(payload: memoryview, cap: int) -> bytes:
+    reader = zstandard.ZstdDecompressor().stream_reader(bytes(payload), read_across_frames=True)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while total <= cap:
+            chunk = reader.read(cap + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except zstandard.ZstdError as exc:
+        raise BlobError("corrupt zstd data") from exc
+    finally:
+        reader.close()
+    return b"".join(chunks)
+
+
+def _check_array_header(body: bytes, offset: int, words: int, what: str) -> None:
+    inner = ARRAY_LENGTH.size + 8 * words
+    magic, header_size, major, _minor, compression, reserved, size = HEADER.unpack_from(body, offset)
+    if (magic, header_size, major, compression, reserved, size) != (
+            SEAL_MAGIC, HEADER_SIZE, 4, COMPRESSION_NONE, 0, HEADER_SIZE + inner):
+        raise BlobError(f"{what}: malformed coefficient array")
+    (length,) = ARRAY_LENGTH.unpack_from(body, offset + HEADER_SIZE)
+    if length != words:
+        raise BlobError(f"{what}: holds {length} coefficients where {words} are expected")
+
+
+def canonical_ciphertext(rt: SealRuntime, blob: bytes, *, scale: float, seeded_ok: bool,
+                         what: str = "ciphertext") -> bytes:
+    """Check a stranger's two-part NTT-form ciphertext blob and return it uncompressed.
+
+    Every field is compared with what the served parameters imply: parameter id, NTT
+    form, two parts, ring degree, modulus count, scale and the exact coefficient count.
+    A seeded ciphertext (its second part replaced by a PRNG seed) is accepted when
+    ``seeded_ok``. SEAL's loader then checks each coefficient against the modulus.
+
+    Raises:
+        BlobError: with a message that names the first thing that is wrong.
+    """
+    poly_words = len(rt.moduli) * rt.degree
+    full = CIPHERTEXT_DATA_OFFSET + 8 * 2 * poly_words
+    seeded = CIPHERTEXT_DATA_OFFSET + 8 * poly_words + PRNG_INFO_SIZE
+    body = decompress_body(blob, limit=full)
+    if len(body) not in ((full, seeded) if seeded_ok else (full,)):
+        raise BlobError(f"{what}: {len(body)} bytes of fields do not match the served parameters")
+    if body[:PARMS_ID_SIZE] != rt.parms_id_bytes:
+        raise BlobError(f"{what}: made for other encryption parameters")
+    ntt, size, degree, moduli, ct_scale, correction = CIPHERTEXT_FIELDS.unpack_from(body, PARMS_ID_SIZE)
+    if (ntt, size, degree, moduli, correction) != (1, 2, rt.degree, len(rt.moduli), 1):
+        raise BlobError(f"{what}: expected 2 NTT-form parts of degree {rt.degree} "
+                        f"over {len(rt.moduli)} prime(s)")
+    if ct_scale != scale:
+        raise BlobError(f"{what}: scale {ct_scale!r} is not the expected {scale!r}")
+    is_seeded = len(body) == seeded
+    _check_array_header(body, PARMS_ID_SIZE + CIPHERTEXT_FIELDS.size,
+                        poly_words if is_seeded else 2 * poly_words, what)
+    if is_seeded:
+        offset = CIPHERTEXT_DATA_OFFSET + 8 * poly_words
+        magic, header_size, major, _minor, compression, reserved, size = HEADER.unpack_from(body, offset)
+        if ((magic, header_size, major, compression, reserved, size)
+                != (SEAL_MAGIC, HEADER_SIZE, 4, COMPRESSION_NONE, 0, PRNG_INFO_SIZE)
+                or body[offset + HEADER_SIZE] not in PRNG_TYPES):
+            raise BlobError(f"{what}: malformed seed")
+    return rt.wrap(body) + body
+
+
+def ciphertext_blob_size(rt: SealRuntime, *, seeded: bool) -> int:
+    """The exact size of an uncompressed two-part ciphertext blob (seeded: half plus seed)."""
+    poly_words = len(rt.moduli) * rt.degree
+    if seeded:
+        return HEADER_SIZE + CIPHERTEXT_DATA_OFFSET + 8 * poly_words + PRNG_INFO_SIZE
+    return HEADER_SIZE + CIPHERTEXT_DATA_OFFSET + 16 * poly_words
+
+
+def is_secret_key_blob(rt: SealRuntime, blob: bytes) -> bool:
+    """Whether a blob has the exact shape of a SEAL secret key for these parameters."""
+    try:
+        body = decompress_body(blob, limit=PLAINTEXT_DATA_OFFSET + 8 * len(rt.moduli) * rt.degree)
+    except BlobError:
+        return False
+    return (len(body) == PLAINTEXT_DATA_OFFSET + 8 * len(rt.moduli) * rt.degree
+            and PLAINTEXT_FIELDS.unpack_from(body, PARMS_ID_SIZE)[0] == len(rt.moduli) * rt.degree)

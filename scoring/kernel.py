@@ -1,0 +1,186 @@
+"""The encrypted affine map for one record per request, by coefficient encoding.
+
+The client places its features as the coefficients of a plaintext polynomial; the server
+holds, per product, a weight polynomial with output ``c``'s row reversed in block ``c``.
+Coefficient ``c*m + m - 1`` of the product is then ``sum_i x_i * w[c, i]`` (kernels.md):
+one ``multiply_plain`` computes every score, with no rotation and no Galois key.
+
+Wider inputs are split into chunks of ``m`` features (one ciphertext each; the server
+adds the chunk products) and more outputs than one polynomial holds are split across
+products (one result ciphertext each). :class:`CoefficientLayout` plans that split and
+both ends derive every position from it.
+
+Model privacy: every result gets a fresh encryption of zero under the client's public
+key (re-randomization) whose first part also carries a mask uniform modulo q at every
+coefficient that is not an output, and the bias at the outputs. The client can decrypt
+its scores and nothing else; a bare ``ct * P`` would reveal every weight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from .ckks import SealRuntime
+from .model import LinearModel
+
+# Request ciphertexts are seeded (half size), results are not: a chunk costs half a
+# product in bytes, which is what the planner weighs.
+REQUEST_WEIGHT, RESPONSE_WEIGHT = 0.5, 1.0
+
+
+@dataclass(frozen=True)
+class CoefficientLayout:
+    """How features and outputs are placed in polynomials of degree ``degree``.
+
+    Attributes:
+        chunk_width: features per request ciphertext (m).
+        n_chunks: request ciphertexts per record.
+        outputs_per_product: outputs in one result polynomial (k, with k*m <= N).
+        n_products: result ciphertexts per record.
+    """
+
+    degree: int
+    n_features: int
+    n_outputs: int
+    chunk_width: int
+    n_chunks: int
+    outputs_per_product: int
+    n_products: int
+
+    @classmethod
+    def plan(cls, degree: int, n_features: int, n_outputs: int) -> CoefficientLayout:
+        """The layout with the fewest bytes on the wire for this shape."""
+        best = None
+        for n_chunks in range(math.ceil(n_features / degree), n_features + 1):
+            width = math.ceil(n_features / n_chunks)
+            per_product = degree // width
+            products = math.ceil(n_outputs / per_product)
+            cost = REQUEST_WEIGHT * n_chunks + RESPONSE_WEIGHT * products
+            if best is None or cost < best[0]:
+                best = (cost, cls(degree, n_features, n_outputs, width, n_chunks, per_product, products))
+            if per_product >= n_outputs:
+                break  # more chunks only add request bytes
+        return best[1]
+
+    def feature_chunks(self, x: np.ndarray) -> list[np.ndarray]:
+        """Split one record's features into the chunks the request carries."""
+        return [x[i * self.chunk_width:(i + 1) * self.chunk_width] for i in range(self.n_chunks)]
+
+    def outputs_in(self, product: int) -> range:
+        """The output indices result ``product`` carries."""
+        start = product * self.outputs_per_product
+        return range(start, min(start + self.outputs_per_product, self.n_outputs))
+
+    def output_positions(self, product: int) -> np.ndarray:
+        """Coefficient positions of result ``product``'s outputs, in output order."""
+        count = len(self.outputs_in(product))
+        return np.arange(count) * self.chunk_width + self.chunk_width - 1
+
+    def to_dict(self) -> dict:
+        return {"chunk_width": self.chunk_width, "n_chunks": self.n_chunks,
+                "outputs_per_product": self.outputs_per_product, "n_products": self.n_products}
+
+
+def choose_scales(model: LinearModel, modulus: int) -> tuple[int, int]:
+    """Input and weight scale bits so that no output can overflow the modulus.
+
+    Every output obeys ``|y_c| <= ||w_c||_1 * input_bound + |b_c|``; twice that bound (a
+    margin for noise and rounding) times the product scale must stay below q/2. The
+    remaining bits are split between the input and the weights.
+    """
+    bound = float(np.max(np.abs(model.coef).sum(axis=1) * model.input_bound + np.abs(model.intercept)))
+    product_bits = math.floor(math.log2(modulus / 2) - math.log2(2 * max(bound, 1.0)))
+    if product_bits < 20:
+        raise ValueError(f"scores up to {bound:.3g} leave too little precision in a "
+                         f"{modulus.bit_length()}-bit modulus; lower input_bound or rescale the model")
+    weight_bits = product_bits // 2
+    return product_bits - weight_bits, weight_bits
+
+
+class CoefficientKernel:
+    """Weight plaintexts for one model and parameter set, encoded once; then score.
+
+    Example:
+        >>> kernel = CoefficientKernel(model, runtime())            # doctest: +SKIP
+        >>> results = kernel.evaluate(ciphertexts, bundle.encryptor)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: LinearModel, rt: SealRuntime) -> None:
+        if len(rt.moduli) != 1:
+            raise ValueError("the coefficient kernel serves parameter sets with one prime")
+        self.model = model
+        self.rt = rt
+        self.layout = CoefficientLayout.plan(rt.degree, model.n_features, model.n_outputs)
+        input_bits, weight_bits = choose_scales(model, int(rt.moduli[0]))
+        self.input_scale = float(2 ** input_bits)
+        self.weight_scale = float(2 ** weight_bits)
+        self.output_scale = self.input_scale * self.weight_scale
+        self.weights = [[self._weight_plain(chunk, product) for product in range(self.layout.n_products)]
+                        for chunk in range(self.layout.n_chunks)]
+        self.bias = [self._bias_coefficients(product) for product in range(self.layout.n_products)]
+        self.bias_plains = [rt.encode_coefficients(bias / self.output_scale, self.output_scale)
+                            for bias in self.bias]
+
+    def _weight_plain(self, chunk: int, product: int) -> seal.Plaintext:
+        lay = self.layout
+        columns = slice(chunk * lay.chunk_width, (chunk + 1) * lay.chunk_width)
+        coefficients = np.zeros(self.rt.degree)
+        for local, output in enumerate(lay.outputs_in(product)):
+            row = self.model.coef[output, columns]
+            end = local * lay.chunk_width + lay.chunk_width
+            coefficients[end - len(row):end] = row[::-1]
+        return self.rt.encode_coefficients(coefficients, self.weight_scale)
+
+    def _bias_coefficients(self, product: int) -> np.ndarray:
+        """The bias at the product's output positions, as integers at the output scale."""
+        bias = np.zeros(self.rt.degree)
+        outputs = list(self.layout.outputs_in(product))
+        bias[self.layout.output_positions(product)] = self.model.intercept[outputs] * self.output_scale
+        return np.rint(bias)
+
+    def evaluate(self, chunks: list[seal.Ciphertext], encryptor: seal.Encryptor | None, *,
+                 protect: bool = True) -> list[seal.Ciphertext]:
+        """Encrypted scores for one record: one ciphertext per product.
+
+        Args:
+            chunks: the record's ciphertexts, one per feature chunk, at ``input_scale``.
+            encryptor: the client's public-key encryptor (for re-randomization).
+            protect: re-randomize and mask the results. Only tests that play the attacker
+                turn this off.
+        """
+        results = []
+        for product in range(self.layout.n_products):
+            result = seal.Ciphertext()
+            self.rt.evaluator.multiply_plain(chunks[0], self.weights[0][product], result)
+            for chunk in range(1, len(chunks)):
+                partial = seal.Ciphertext()
+                self.rt.evaluator.multiply_plain(chunks[chunk], self.weights[chunk][product], partial)
+                self.rt.evaluator.add_inplace(result, partial)
+            if protect:
+                self.rt.evaluator.add_inplace(result, self._masked_zero(encryptor, product))
+            else:
+                self.rt.evaluator.add_plain_inplace(result, self.bias_plains[product])
+            results.append(result)
+        return results
+
+    def _masked_zero(self, encryptor: seal.Encryptor, product: int) -> seal.Ciphertext:
+        """A fresh encryption of (bias at the outputs, uniform mod q everywhere else)."""
+        rt = self.rt
+        zero = seal.Ciphertext()
+        encryptor.encrypt_zero(zero)
+        rt.evaluator.transform_from_ntt_inplace(zero)
+        polys = rt.ciphertext_polys(rt.save_body(zero), 2).copy()
+        q = rt.moduli[0]
+        mask = rt.uniform_residues()[0]
+        positions = self.layout.output_positions(product)
+        mask[positions] = rt.residues(self.bias[product].astype(np.int64))[0][positions]
+        first = polys[0, 0] + mask  # both below q < 2**60: no uint64 overflow
+        polys[0, 0] = np.where(first >= q, first - q, first)
+        masked = rt.load(seal.Ciphertext(),
+                         rt.ciphertext_blob(polys, ntt=False, scale=self.output_scale))
+        rt.evaluator.transform_to_ntt_inplace(masked)
+        return masked

@@ -1,0 +1,167 @@
+"""The public key bundle: CKKS parameters plus the client's public key, nothing secret.
+
+Binary layout, version 1 (all integers little-endian)::
+
+    "HEKB"  u8 version=1  u8 scheme=1 (CKKS)  u8 modulus count  u8 reserved=0
+    u32 ring degree  u64 prime x modulus count
+    sections: 4-byte tag, u32 length, payload; exactly one "PKEY" (an uncompressed SEAL
+    public key blob)
+
+A bundle's id is the lowercase hex SHA-256 of its bytes, so a stored bundle cannot be
+swapped under its name. The server parses bundles itself, strictly, before SEAL's loader
+sees a byte, and refuses one that holds a secret key, uses parameters it does not serve,
+or does not parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+import tenseal.sealapi as seal
+
+from .ckks import (
+    SERVED_PARAMETERS,
+    BlobError,
+    CkksParameters,
+    SealRuntime,
+    canonical_ciphertext,
+    is_secret_key_blob,
+    runtime,
+)
+from .errors import BadRequest, KeysRejected
+
+BUNDLE_MAGIC = b"HEKB"
+BUNDLE_VERSION = 1
+SCHEME_CKKS = 1
+PREAMBLE = struct.Struct("<4sBBBBI")
+SECTION = struct.Struct("<4sI")
+PUBLIC_KEY_TAG = b"PKEY"
+SECRET_KEY_TAGS = (b"SKEY", b"SECK")
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{64}")
+MAX_BUNDLE_BYTES = 1 << 20  # far above any served parameter set's bundle (131 KB at N=8192)
+
+
+def key_id_of(bundle: bytes) -> str:
+    """A bundle's id: the lowercase hex SHA-256 of its bytes."""
+    return hashlib.sha256(bundle).hexdigest()
+
+
+def check_key_id(key_id: str) -> str:
+    """Return ``key_id`` if it is 64 lowercase hex characters.
+
+    Raises:
+        BadRequest: otherwise, so that no path can reach outside the keys container.
+    """
+    if not isinstance(key_id, str) or not KEY_ID_PATTERN.fullmatch(key_id):
+        raise BadRequest("key id must be 64 lowercase hex characters (the SHA-256 of the key bundle)")
+    return key_id
+
+
+def build_bundle(rt: SealRuntime, public_key: seal.PublicKey) -> bytes:
+    """Serialize parameters and a public key into a bundle (the client's side)."""
+    body = rt.save_body(public_key)
+    key_blob = rt.wrap(body) + body
+    moduli = rt.parameters.coeff_modulus
+    return (PREAMBLE.pack(BUNDLE_MAGIC, BUNDLE_VERSION, SCHEME_CKKS, len(moduli), 0, rt.degree)
+            + struct.pack(f"<{len(moduli)}Q", *moduli)
+            + SECTION.pack(PUBLIC_KEY_TAG, len(key_blob)) + key_blob)
+
+
+@dataclass(frozen=True)
+class PublicBundle:
+    """A parsed, checked bundle, ready to encrypt zeros under the client's key."""
+
+    key_id: str
+    parameters: CkksParameters
+    public_key: seal.PublicKey
+    encryptor: seal.Encryptor
+    size: int
+
+
+def parse_bundle(data: bytes,
+                 served: tuple[CkksParameters, ...] = SERVED_PARAMETERS) -> tuple[CkksParameters, bytes]:
+    """Strictly parse a bundle; return its parameters and the canonical public key blob.
+
+    Raises:
+        KeysRejected: if the bundle does not parse, holds a secret key, or uses
+            parameters outside ``served``.
+    """
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise KeysRejected(f"key bundle is {len(data)} bytes; no served parameter set needs more than "
+                           f"{MAX_BUNDLE_BYTES}")
+    if len(data) < PREAMBLE.size:
+        raise KeysRejected("not a key bundle: too short")
+    magic, version, scheme, count, reserved, degree = PREAMBLE.unpack_from(data)
+    if magic != BUNDLE_MAGIC:
+        raise KeysRejected("not a key bundle: bad magic (expected a bundle made by the client library)")
+    if version != BUNDLE_VERSION:
+        raise KeysRejected(f"key bundle version {version} is not supported (expected {BUNDLE_VERSION})")
+    if scheme != SCHEME_CKKS or reserved != 0 or not 1 <= count <= 64:
+        raise KeysRejected("not a key bundle: bad scheme or modulus count")
+    offset = PREAMBLE.size + 8 * count
+    if len(data) < offset:
+        raise KeysRejected("not a key bundle: truncated parameters")
+    parameters = CkksParameters(degree, struct.unpack_from(f"<{count}Q", data, PREAMBLE.size))
+    sections = _sections(data, offset)
+    if parameters not in served:
+        raise KeysRejected(f"key bundle uses parameters this service does not serve ({parameters.name}); "
+                           f"served: {', '.join(p.name for p in served)}")
+    rt = runtime(parameters)
+    key_blob = sections[PUBLIC_KEY_TAG]
+    if is_secret_key_blob(rt, key_blob):
+        raise _secret_key_refused()
+    try:
+        return parameters, canonical_ciphertext(rt, key_blob, scale=1.0, seeded_ok=False,
+                                                what="public key")
+    except BlobError as exc:
+        raise KeysRejected(f"key bundle rejected: {exc}") from exc
+
+
+def _sections(data: bytes, offset: int) -> dict[bytes, bytes]:
+    sections: dict[bytes, bytes] = {}
+    while offset < len(data):
+        if offset + SECTION.size > len(data):
+            raise KeysRejected("not a key bundle: truncated section header")
+        tag, length = SECTION.unpack_from(data, offset)
+        offset += SECTION.size
+        if tag in SECRET_KEY_TAGS:
+            raise _secret_key_refused()
+        if tag != PUBLIC_KEY_TAG or tag in sections:
+            raise KeysRejected(f"key bundle has an unexpected or repeated section {tag!r}")
+        if offset + length > len(data):
+            raise KeysRejected("not a key bundle: a section runs past the end")
+        sections[tag] = data[offset:offset + length]
+        offset += length
+    if PUBLIC_KEY_TAG not in sections:
+        raise KeysRejected("key bundle has no public key")
+    return sections
+
+
+def _secret_key_refused() -> KeysRejected:
+    return KeysRejected("key bundle holds a secret key; it was neither stored nor used. "
+                        "Upload only the public bundle (SecretKeys.public_bundle()) and keep the "
+                        "secret key on the client")
+
+
+def load_bundle(data: bytes, key_id: str | None = None,
+                served: tuple[CkksParameters, ...] = SERVED_PARAMETERS) -> PublicBundle:
+    """Parse, check and load a bundle into SEAL objects (the server's side).
+
+    Raises:
+        KeysRejected: as :func:`parse_bundle`, or if ``key_id`` is not the bundle's hash,
+            or if SEAL finds a coefficient outside the modulus.
+    """
+    actual = key_id_of(data)
+    if key_id is not None and actual != key_id:
+        raise KeysRejected("key bundle does not hash to its key id; upload it under "
+                           "sha256(bundle) (ScoringClient does this)")
+    parameters, key_blob = parse_bundle(data, served)
+    rt = runtime(parameters)
+    try:
+        public_key = rt.load(seal.PublicKey(), key_blob)
+    except (RuntimeError, ValueError) as exc:
+        raise KeysRejected("key bundle rejected: the public key is not valid for its parameters") from exc
+    return PublicBundle(actual, parameters, public_key, seal.Encryptor(rt.context, public_key), len(data))

@@ -1,0 +1,265 @@
+"""Linear models: load a fitted scikit-learn estimator or an exported artifact.
+
+The served model is an affine map ``scores = coef @ x + intercept`` plus what a client
+needs to turn decrypted scores into answers (class labels, how probabilities are
+computed). An exported artifact is plain JSON (no pickle), so a function starts without
+unpickling; its ``model_hash`` covers every field that affects an answer.
+
+Example:
+    >>> model = load_model("sklearn_mnist_model.pkl")   # doctest: +SKIP
+    >>> export_model(model, "mnist.model.json")         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_FORMAT = "encrypted-scoring-linear-model"
+ARTIFACT_VERSION = 1
+PROBA_KINDS = ("softmax", "ovr-logistic", "binary-logistic")
+
+
+class ModelError(ValueError):
+    """A model that cannot be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """An affine scorer with what the client needs to read its scores.
+
+    Attributes:
+        coef: weights, shape (outputs, features).
+        intercept: shape (outputs,).
+        kind: ``"classifier"`` or ``"regressor"``.
+        classes: the estimator's class labels (classifiers only), JSON values.
+        proba: how ``predict_proba`` is computed from scores, or None if not offered.
+        input_bound: the largest ``|x_i|`` a client may send; it bounds the scores so that
+            the encrypted computation cannot overflow (the client enforces it).
+        estimator: the scikit-learn class the model came from.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    kind: str
+    classes: tuple | None = None
+    proba: str | None = None
+    input_bound: float = 1.0
+    estimator: str = "unknown"
+    model_hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        coef = np.ascontiguousarray(self.coef, dtype=np.float64)
+        intercept = np.ascontiguousarray(self.intercept, dtype=np.float64).reshape(-1)
+        if coef.ndim != 2 or coef.shape[0] != intercept.shape[0] or coef.size == 0:
+            raise ModelError(f"coef {coef.shape} and intercept {intercept.shape} do not form an affine map")
+        if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
+            raise ModelError("the model has non-finite weights")
+        if self.kind not in ("classifier", "regressor"):
+            raise ModelError(f"unknown model kind {self.kind!r}")
+        if self.proba is not None and self.proba not in PROBA_KINDS:
+            raise ModelError(f"unknown probability kind {self.proba!r}")
+        if not (math.isfinite(self.input_bound) and self.input_bound > 0):
+            raise ModelError("input_bound must be a positive number")
+        object.__setattr__(self, "coef", coef)
+        object.__setattr__(self, "intercept", intercept)
+        object.__setattr__(self, "model_hash", _hash(self._content()))
+
+    @property
+    def n_features(self) -> int:
+        return self.coef.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.coef.shape[0]
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Plaintext scores, shape (rows, outputs); the reference for encrypted results."""
+        return np.asarray(X, dtype=np.float64) @ self.coef.T + self.intercept
+
+    def _content(self) -> dict:
+        return {
+            "estimator": self.estimator,
+            "kind": self.kind,
+            "n_features": self.n_features,
+            "n_outputs": self.n_outputs,
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept.tolist(),
+            "classes": None if self.classes is None else list(self.classes),
+            "proba": self.proba,
+            "input_bound": self.input_bound,
+        }
+
+    def to_artifact(self) -> dict:
+        """The JSON artifact: format, version, content and its hash."""
+        return {"format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, **self._content(),
+                "model_hash": self.model_hash}
+
+
+def _hash(content: dict) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def export_model(model: LinearModel, path: str | Path) -> Path:
+    """Write a model's portable JSON artifact and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(model.to_artifact()))
+    return path
+
+
+def read_artifact(path: str | Path) -> LinearModel:
+    """Read an exported artifact and check its hash.
+
+    Raises:
+        ModelError: if the file is not an artifact of a known version or was altered.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read model artifact {path}: {exc}") from exc
+    if data.get("format") != ARTIFACT_FORMAT or data.get("version") != ARTIFACT_VERSION:
+        raise ModelError(f"{path} is not a version {ARTIFACT_VERSION} model artifact")
+    classes = data["classes"]
+    model = LinearModel(
+        coef=np.array(data["coef"], dtype=np.float64).reshape(data["n_outputs"], data["n_features"]),
+        intercept=np.array(data["intercept"], dtype=np.float64),
+        kind=data["kind"],
+        classes=None if classes is None else tuple(classes),
+        proba=data["proba"],
+        input_bound=float(data["input_bound"]),
+        estimator=data["estimator"],
+    )
+    if model.model_hash != data.get("model_hash"):
+        raise ModelError(f"{path}: content does not match its model_hash (altered or corrupt)")
+    return model
+
+
+def load_model(path: str | Path, *, input_bound: float | None = None) -> LinearModel:
+    """Load the served model from an exported artifact (``.json``) or a joblib pickle.
+
+    Args:
+        path: the artifact or pickle.
+        input_bound: for pickles, the largest ``|x_i|`` clients will send (default 1.0,
+            which suits pixels scaled to [0, 1] as in the original tutorial).
+
+    Raises:
+        ModelError: if the file cannot be read or is not a supported linear model.
+    """
+    path = Path(path)
+    if path.suffix == ".json":
+        return read_artifact(path)
+    return from_estimator(_unpickle(path), input_bound=1.0 if input_bound is None else input_bound)
+
+
+def _unpickle(path: Path):
+    import joblib
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InconsistentVersionWarning)
+        try:
+            estimator = joblib.load(path)
+        except Exception as exc:  # joblib raises many types for a bad file
+            raise ModelError(f"cannot load model {path}: {exc}") from exc
+    for warning in caught:
+        if issubclass(warning.category, InconsistentVersionWarning):
+            logger.warning("model %s was pickled by scikit-learn %s (this is %s); loading it anyway",
+                           path.name, warning.message.original_sklearn_version,
+                           warning.message.current_sklearn_version)
+        else:
+            logger.warning("loading model %s: %s", path.name, warning.message)
+    return estimator
+
+
+def from_estimator(estimator, *, input_bound: float = 1.0) -> LinearModel:
+    """Convert a fitted scikit-learn linear classifier or regressor.
+
+    Raises:
+        ModelError: if the estimator is not fitted or not linear.
+    """
+    coef = getattr(estimator, "coef_", None)
+    if coef is None:
+        raise ModelError(f"{type(estimator).__name__} is not a fitted linear model (no coef_)")
+    coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+    intercept = np.broadcast_to(np.asarray(getattr(estimator, "intercept_", 0.0), dtype=np.float64),
+                                (coef.shape[0],))
+    classes = getattr(estimator, "classes_", None)
+    name = type(estimator).__name__
+    if classes is None:
+        return LinearModel(coef, intercept, "regressor", input_bound=input_bound, estimator=name)
+    labels = tuple(np.asarray(classes).tolist())
+    return LinearModel(coef, intercept, "classifier", classes=labels,
+                       proba=_proba_kind(estimator, coef.shape), input_bound=input_bound, estimator=name)
+
+
+def _proba_kind(estimator, shape: tuple[int, int]) -> str | None:
+    """Find how the estimator turns scores into probabilities, by asking it.
+
+    scikit-learn's rule depends on the estimator, its version and its options (for
+    LogisticRegression: multinomial softmax, or one-vs-rest logistic normalized), so
+    the answer is read off the estimator's own ``predict_proba`` on probe inputs.
+    """
+    if not hasattr(estimator, "predict_proba"):
+        return None
+    probe = np.random.default_rng(0).normal(size=(8, shape[1])) * 0.1
+    try:
+        expected = estimator.predict_proba(probe)
+    except Exception:  # e.g. SGDClassifier with a loss that has no probabilities
+        return None
+    scores = np.asarray(estimator.decision_function(probe), dtype=np.float64)
+    for kind in PROBA_KINDS:
+        candidate = probabilities(kind, scores)
+        if candidate is not None and np.allclose(candidate, expected, rtol=1e-9, atol=1e-12):
+            return kind
+    raise ModelError(f"{type(estimator).__name__}.predict_proba follows no rule this service knows")
+
+
+def probabilities(kind: str, scores: np.ndarray) -> np.ndarray | None:
+    """Class probabilities from decision scores, as scikit-learn computes them.
+
+    Args:
+        kind: one of ``PROBA_KINDS``.
+        scores: shape (rows,) for binary models or (rows, classes).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if kind == "binary-logistic":
+        if scores.ndim == 2 and scores.shape[1] != 1:
+            return None
+        positive = _expit(scores.reshape(-1))
+        return np.column_stack([1 - positive, positive])
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        return None
+    if kind == "softmax":
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=1, keepdims=True)
+    if kind == "ovr-logistic":
+        prob = _expit(scores)
+        return prob / prob.sum(axis=1, keepdims=True)
+    return None
+
+
+def _expit(values: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(values)
+
+
+def labels_from_scores(classes: tuple, scores: np.ndarray) -> np.ndarray:
+    """Class labels from decision scores, as a scikit-learn linear classifier's ``predict``."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(classes)
+    if scores.ndim == 1 or scores.shape[1] == 1:
+        return labels[(scores.reshape(-1) > 0).astype(int)]
+    return labels[np.argmax(scores, axis=1)]

@@ -1,0 +1,279 @@
+"""The data plane every host calls: bytes in, bytes out.
+
+A host (the Azure Functions app, the Azure ML entry script) only moves bytes between its
+transport and these methods, and maps a :class:`~scoring.errors.ScoringError` to its
+status and JSON body in one place. Nothing here knows about Azure.
+
+Example:
+    >>> service = ScoringService(Settings(model_path="mnist.model.json"))  # doctest: +SKIP
+    >>> body, content_type = service.score(key_id, bundle_bytes, request_body, "application/json")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import tenseal.sealapi as seal
+
+from . import protocol
+from .ckks import (
+    DEFAULT_PARAMETERS,
+    BlobError,
+    CkksParameters,
+    canonical_ciphertext,
+    ciphertext_blob_size,
+    runtime,
+)
+from .errors import (
+    BadRequest,
+    CiphertextRejected,
+    KeysNotFound,
+    ModelMismatch,
+    PayloadTooLarge,
+    ScoringError,
+    ServiceUnavailable,
+)
+from .kernel import CoefficientKernel
+from .keys import PublicBundle, check_key_id, key_id_of, load_bundle
+from .model import LinearModel, ModelError, load_model
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "SCORING_"
+KEYS_MISSING_MESSAGE = ("no key bundle is stored under key id {key_id}; upload the public keys first "
+                        "(ScoringClient.upload_keys(), or PUT /api/keys/{key_id})")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service settings; :meth:`from_env` reads them once, with the ``SCORING_`` prefix.
+
+    Attributes:
+        model_path: ``SCORING_MODEL_PATH``, an exported artifact or a joblib pickle.
+        input_bound: ``SCORING_INPUT_BOUND``, for pickles: the largest ``|x_i|`` accepted.
+        key_cache_entries: ``SCORING_KEY_CACHE_ENTRIES``, parsed bundles kept (LRU).
+        max_request_bytes: ``SCORING_MAX_REQUEST_BYTES``; 0 sizes it from the model.
+    """
+
+    model_path: str = ""
+    input_bound: float | None = None
+    key_cache_entries: int = 64
+    max_request_bytes: int = 0
+    parameters: CkksParameters = DEFAULT_PARAMETERS
+
+    @classmethod
+    def from_env(cls, environ: os._Environ | dict | None = None, *, base_dir: Path | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        path = env.get(ENV_PREFIX + "MODEL_PATH", "")
+        if path and base_dir is not None and not Path(path).is_absolute():
+            path = str(base_dir / path)
+        bound = env.get(ENV_PREFIX + "INPUT_BOUND")
+        return cls(
+            model_path=path,
+            input_bound=float(bound) if bound else None,
+            key_cache_entries=int(env.get(ENV_PREFIX + "KEY_CACHE_ENTRIES", cls.key_cache_entries)),
+            max_request_bytes=int(env.get(ENV_PREFIX + "MAX_REQUEST_BYTES", cls.max_request_bytes)),
+        )
+
+
+class BundleCache:
+    """A thread-safe LRU of parsed key bundles by key id, bounded in entries."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max(1, max_entries)
+        self._entries: OrderedDict[str, PublicBundle] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> PublicBundle | None:
+        with self._lock:
+            bundle = self._entries.get(key_id)
+            if bundle is not None:
+                self._entries.move_to_end(key_id)
+            return bundle
+
+    def put(self, bundle: PublicBundle) -> None:
+        with self._lock:
+            self._entries[bundle.key_id] = bundle
+            self._entries.move_to_end(bundle.key_id)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def discard(self, key_id: str) -> None:
+        with self._lock:
+            self._entries.pop(key_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class ScoringService:
+    """Scores encrypted records with one linear model; built lazily, kept for the worker's life."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bundles = BundleCache(settings.key_cache_entries)
+        self._kernel: CoefficientKernel | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def kernel(self) -> CoefficientKernel:
+        """The model's kernel, built on first use (weights encoded once per worker).
+
+        Raises:
+            ServiceUnavailable: if no model is configured or it cannot be loaded.
+        """
+        if self._kernel is None:
+            with self._lock:
+                if self._kernel is None:
+                    self._kernel = self._build_kernel()
+        return self._kernel
+
+    def _build_kernel(self) -> CoefficientKernel:
+        if not self.settings.model_path:
+            raise ServiceUnavailable("no model is configured: set SCORING_MODEL_PATH")
+        started = time.perf_counter()
+        try:
+            model = load_model(self.settings.model_path, input_bound=self.settings.input_bound)
+            kernel = CoefficientKernel(model, runtime(self.settings.parameters))
+        except (ModelError, ValueError) as exc:
+            logger.error("cannot load model %s: %s", self.settings.model_path, exc)
+            raise ServiceUnavailable("the model cannot be loaded; see the service log") from exc
+        logger.info("model %s loaded (%s, %d features, %d outputs, hash %s) in %.0f ms",
+                    Path(self.settings.model_path).name, model.estimator, model.n_features,
+                    model.n_outputs, model.model_hash[:12], (time.perf_counter() - started) * 1e3)
+        return kernel
+
+    @property
+    def model(self) -> LinearModel:
+        return self.kernel.model
+
+    def max_request_bytes(self) -> int:
+        """The body cap: the largest legitimate JSON request plus a margin, unless configured."""
+        if self.settings.max_request_bytes:
+            return self.settings.max_request_bytes
+        ciphertext = ciphertext_blob_size(runtime(self.settings.parameters), seeded=False)
+        per_chunk = 4 * (ciphertext + 2) // 3 + 4
+        return self.kernel.layout.n_chunks * per_chunk + 4096
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def health(self) -> dict:
+        """Liveness plus whether the model is loaded; never loads it."""
+        return {"status": "ok", "model_loaded": self._kernel is not None,
+                "cached_key_bundles": len(self.bundles)}
+
+    def describe(self) -> dict:
+        """What a client needs to encrypt for this model; no weights."""
+        kernel = self.kernel
+        model = kernel.model
+        return {
+            "protocol_version": protocol.PROTOCOL_VERSION,
+            "model_hash": model.model_hash,
+            "estimator": model.estimator,
+            "kind": model.kind,
+            "n_features": model.n_features,
+            "n_outputs": model.n_outputs,
+            "classes": None if model.classes is None else list(model.classes),
+            "proba": model.proba,
+            "input_bound": model.input_bound,
+            "encryption": {
+                **kernel.rt.parameters.to_dict(),
+                "encoding": "coefficient",
+                "input_scale": kernel.input_scale,
+                "output_scale": kernel.output_scale,
+                "layout": kernel.layout.to_dict(),
+            },
+            "limits": {"max_request_bytes": self.max_request_bytes()},
+        }
+
+    def check_upload(self, key_id: str, body: bytes) -> bytes:
+        """Check a bundle before it is stored under ``key_id``; return it unchanged.
+
+        Raises:
+            BadRequest: for a malformed key id.
+            KeysRejected: if the bundle does not parse, holds a secret key, uses unserved
+                parameters, or does not hash to ``key_id``.
+        """
+        check_key_id(key_id)
+        bundle = load_bundle(body, key_id, served=(self.settings.parameters,))
+        self.bundles.put(bundle)
+        logger.info("key bundle %s accepted (%d bytes)", key_id[:12], len(body))
+        return body
+
+    def forget(self, key_id: str) -> None:
+        """Drop a bundle from the cache (after it was deleted from storage)."""
+        self.bundles.discard(check_key_id(key_id))
+
+    def score(self, key_id: str, bundle: bytes | None, body: bytes,
+              content_type: str | None) -> tuple[bytes, str]:
+        """Score one encrypted request with the bundle stored under ``key_id``.
+
+        Args:
+            key_id: from the URL.
+            bundle: the stored bundle's bytes as the host read them, or None if absent.
+            body: the request body.
+            content_type: the request's Content-Type; the response uses the same form.
+
+        Returns:
+            The response body and its content type.
+
+        Raises:
+            ScoringError: a subclass naming the HTTP status for every refusal.
+        """
+        started = time.perf_counter()
+        check_key_id(key_id)
+        cap = self.max_request_bytes()
+        if len(body) > cap:
+            raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {cap}")
+        message = protocol.decode(body, content_type, response=False)
+        kernel = self.kernel
+        if message.model_hash is not None and message.model_hash != kernel.model.model_hash:
+            raise ModelMismatch(f"request was made for model {message.model_hash}; "
+                                f"this service now serves {kernel.model.model_hash}")
+        public = self._bundle(key_id, bundle)
+        chunks = self._ciphertexts(message, kernel)
+        results = kernel.evaluate(chunks, public.encryptor)
+        reply = protocol.ScoreMessage(tuple(kernel.rt.save_canonical(r) for r in results),
+                                      kernel.model.model_hash)
+        binary = protocol.media_type(content_type) == protocol.BINARY_TYPE or (
+            not content_type and body[:4] == protocol.REQUEST_MAGIC)
+        out, out_type = protocol.encode(reply, binary=binary, response=True)
+        logger.info("scored for key %s: %d bytes in, %d bytes out, %.2f ms", key_id[:12], len(body),
+                    len(out), (time.perf_counter() - started) * 1e3)
+        return out, out_type
+
+    def _bundle(self, key_id: str, stored: bytes | None) -> PublicBundle:
+        if stored is None:
+            self.bundles.discard(key_id)
+            raise KeysNotFound(KEYS_MISSING_MESSAGE.format(key_id=key_id))
+        cached = self.bundles.get(key_id)
+        if cached is not None and key_id_of(stored) == key_id:
+            return cached
+        bundle = load_bundle(stored, key_id, served=(self.settings.parameters,))
+        self.bundles.put(bundle)
+        return bundle
+
+    def _ciphertexts(self, message: protocol.ScoreMessage, kernel: CoefficientKernel) -> list[seal.Ciphertext]:
+        expected = kernel.layout.n_chunks
+        if len(message.ciphertexts) != expected:
+            raise CiphertextRejected(f"this model takes {expected} ciphertext(s) per record "
+                                     f"({kernel.model.n_features} features), not {len(message.ciphertexts)}")
+        chunks = []
+        for index, blob in enumerate(message.ciphertexts):
+            try:
+                checked = canonical_ciphertext(kernel.rt, blob, scale=kernel.input_scale, seeded_ok=True,
+                                               what=f"ciphertext {index}")
+                chunks.append(kernel.rt.load(seal.Ciphertext(), checked))
+            except BlobError as exc:
+                raise CiphertextRejected(str(exc)) from exc
+            except (RuntimeError, ValueError) as exc:
+                raise CiphertextRejected(f"ciphertext {index} is not valid for the served parameters") from exc
+        return chunks
