@@ -44,6 +44,7 @@ CIPHERTEXT_DATA_OFFSET = PARMS_ID_SIZE + CIPHERTEXT_FIELDS.size + HEADER_SIZE + 
 PLAINTEXT_DATA_OFFSET = PARMS_ID_SIZE + PLAINTEXT_FIELDS.size + HEADER_SIZE + ARRAY_LENGTH.size
 PRNG_INFO_SIZE = HEADER_SIZE + 1 + 64  # SEAL header, prng type, 512-bit seed
 PRNG_TYPES = (1, 2)  # blake2xb, shake256
+TRUSTED_LIMIT = 1 << 27
 
 
 class BlobError(ValueError):
@@ -277,12 +278,15 @@ def read_header(blob: bytes) -> tuple[int, int]:
 def decompress_body(blob: bytes, *, limit: int | None = None) -> bytes:
     """The uncompressed fields of a SEAL blob, never larger than ``limit`` bytes.
 
+    ``limit=None`` is only for objects this process saved itself; a stranger's blob is
+    always read with the exact size its parameters imply.
+
     Raises:
         BlobError: on a bad header, corrupt compressed data, or output over ``limit``.
     """
     compression, _ = read_header(blob)
     payload = memoryview(blob)[HEADER_SIZE:]
-    cap = len(blob) * 64 if limit is None else limit
+    cap = TRUSTED_LIMIT if limit is None else limit
     if compression == COMPRESSION_NONE:
         body = bytes(payload)
     elif compression == COMPRESSION_ZSTD:

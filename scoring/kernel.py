@@ -86,19 +86,27 @@ class CoefficientLayout:
 
 
 def choose_scales(model: LinearModel, modulus: int) -> tuple[int, int]:
-    """Input and weight scale bits so that no output can overflow the modulus.
+    """Input and weight scale bits: no output can overflow, and the error is smallest.
 
-    Every output obeys ``|y_c| <= ||w_c||_1 * input_bound + |b_c|``; twice that bound (a
-    margin for noise and rounding) times the product scale must stay below q/2. The
-    remaining bits are split between the input and the weights.
+    Every output obeys ``|y_c| <= ||w_c||_1 * input_bound + |b_c|``; that bound (plus one,
+    far above the noise) times the product scale must stay below q/2. The product's bits
+    are then split so that the two error sources match: encryption noise, which the
+    weights amplify (about ``3.2 * ||W||_F / input_scale``), and the rounding of the
+    weights, which the inputs amplify (about ``input_bound * sqrt(n / 12) / weight_scale``).
+
+    Raises:
+        ValueError: if the scores are too large for the modulus to leave useful precision.
     """
     bound = float(np.max(np.abs(model.coef).sum(axis=1) * model.input_bound + np.abs(model.intercept)))
-    product_bits = math.floor(math.log2(modulus / 2) - math.log2(2 * max(bound, 1.0)))
+    product_bits = math.floor(math.log2((modulus / 2 - 1) / (bound + 1)))
     if product_bits < 20:
         raise ValueError(f"scores up to {bound:.3g} leave too little precision in a "
                          f"{modulus.bit_length()}-bit modulus; lower input_bound or rescale the model")
-    weight_bits = product_bits // 2
-    return product_bits - weight_bits, weight_bits
+    noise = 3.2 * max(float(np.linalg.norm(model.coef)), 1e-12)
+    rounding = model.input_bound * math.sqrt(model.n_features / 12)
+    input_bits = round((product_bits + math.log2(noise / rounding)) / 2)
+    input_bits = min(max(input_bits, 10), product_bits - 10)
+    return input_bits, product_bits - input_bits
 
 
 class CoefficientKernel:

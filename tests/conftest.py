@@ -1,0 +1,65 @@
+"""Shared fixtures: a real fitted model, real keys, and the shared MNIST data where present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client.keys import SecretKeys
+from demo.data import load_digits_scaled, train_digits_model
+from scoring.model import export_model, from_estimator
+from scoring.service import ScoringService, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
+MNIST_DIR = SHARED / "data" / "mnist"
+TUTORIAL_MODEL = SHARED / "models" / "sklearn_mnist_model.pkl"
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """Scaled digits: (X, y); the model is fitted on the first 1500 rows, tests use the rest."""
+    return load_digits_scaled()
+
+
+@pytest.fixture(scope="session")
+def digits_estimator():
+    return train_digits_model()
+
+
+@pytest.fixture(scope="session")
+def digits_model_path(tmp_path_factory, digits_estimator) -> Path:
+    return export_model(from_estimator(digits_estimator), tmp_path_factory.mktemp("models") / "digits.model.json")
+
+
+@pytest.fixture(scope="session")
+def service(digits_model_path) -> ScoringService:
+    return ScoringService(Settings(model_path=str(digits_model_path)))
+
+
+@pytest.fixture(scope="session")
+def keys() -> SecretKeys:
+    return SecretKeys.generate()
+
+
+@pytest.fixture(scope="session")
+def tutorial_model_path() -> Path:
+    if not TUTORIAL_MODEL.exists():
+        pytest.skip(f"the tutorial model is not at {TUTORIAL_MODEL} (../shared absent)")
+    return TUTORIAL_MODEL
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    if not MNIST_DIR.exists():
+        pytest.skip(f"MNIST is not at {MNIST_DIR} (../shared absent)")
+    from demo.data import load_mnist_test
+
+    return load_mnist_test(MNIST_DIR)
+
+
+def random_model_rows(seed: int, rows: int, features: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, size=(rows, features))

@@ -1,0 +1,98 @@
+"""Key bundles: build, id, strict parsing, and refusal of secret keys and foreign parameters."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import struct
+
+import pytest
+
+from client.keys import SecretKeys, load_secret_key, save_secret_key
+from scoring.ckks import CkksParameters, runtime
+from scoring.errors import BadRequest, KeysRejected
+from scoring.keys import PREAMBLE, SECTION, check_key_id, key_id_of, load_bundle, parse_bundle
+
+
+def bundle_with_sections(keys: SecretKeys, sections: list[tuple[bytes, bytes]]) -> bytes:
+    bundle = keys.public_bundle()
+    head = bundle[:PREAMBLE.size + 8]
+    return head + b"".join(SECTION.pack(tag, len(payload)) + payload for tag, payload in sections)
+
+
+def test_bundle_is_small_public_and_named_by_its_hash(keys):
+    bundle = keys.public_bundle()
+    assert len(bundle) <= 140_000
+    assert keys.key_id == hashlib.sha256(bundle).hexdigest() == key_id_of(bundle)
+    loaded = load_bundle(bundle, keys.key_id)
+    assert loaded.key_id == keys.key_id and loaded.parameters == keys.parameters
+    assert runtime().save_body(keys.secret_key)[32:] not in bundle  # no secret material
+
+
+def test_bundle_under_a_wrong_id_is_refused(keys):
+    with pytest.raises(KeysRejected, match="does not hash to its key id"):
+        load_bundle(keys.public_bundle(), "0" * 64)
+
+
+def test_bundle_holding_a_secret_key_is_refused(keys):
+    secret_blob = runtime().save(keys.secret_key)
+    public_blob = keys.public_bundle()[PREAMBLE.size + 8 + SECTION.size:]
+    with pytest.raises(KeysRejected, match="holds a secret key"):
+        parse_bundle(bundle_with_sections(keys, [(b"PKEY", public_blob), (b"SKEY", secret_blob)]))
+    with pytest.raises(KeysRejected, match="holds a secret key"):
+        parse_bundle(bundle_with_sections(keys, [(b"PKEY", secret_blob)]))
+
+
+def test_bundle_for_other_parameters_is_refused(keys):
+    bundle = bytearray(keys.public_bundle())
+    struct.pack_into("<I", bundle, 8, 4096)
+    with pytest.raises(KeysRejected, match="does not serve"):
+        parse_bundle(bytes(bundle))
+    with pytest.raises(KeysRejected, match="does not serve"):
+        parse_bundle(keys.public_bundle(), served=(CkksParameters(8192, (1152921504606748673,)),))
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda b: b[:10], "truncated|too short"),
+    (lambda b: b"XXXX" + b[4:], "bad magic"),
+    (lambda b: b[:4] + b"\x07" + b[5:], "version 7"),
+    (lambda b: b[:-1], "runs past the end|do not match|declares"),
+    (lambda b: b + b"\x00" * 8, "truncated section|unexpected or repeated"),
+    (lambda b: b"", "too short"),
+])
+def test_malformed_bundles_are_refused_with_a_reason(keys, mutate, message):
+    with pytest.raises(KeysRejected, match=message):
+        parse_bundle(mutate(keys.public_bundle()))
+
+
+def test_public_key_with_coefficients_beyond_the_modulus_is_refused(keys):
+    bundle = bytearray(keys.public_bundle())
+    bundle[-8:] = b"\xff" * 8  # last coefficient above q
+    with pytest.raises(KeysRejected, match="not valid"):
+        load_bundle(bytes(bundle))
+
+
+@pytest.mark.parametrize("key_id", ["", "abc", "A" * 64, "../" + "a" * 61, "a" * 63 + "/", "g" * 64, "a" * 65])
+def test_key_ids_must_be_64_lowercase_hex(key_id):
+    with pytest.raises(BadRequest, match="64 lowercase hex"):
+        check_key_id(key_id)
+
+
+def test_secret_key_file_is_owner_read_only_and_round_trips(tmp_path):
+    keys = SecretKeys.generate()
+    path = save_secret_key(keys, tmp_path / "me.key")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    again = load_secret_key(path)
+    assert again.key_id == keys.key_id
+    blob = keys.encrypt_coefficients([0.5, -0.25], 2.0 ** 20)
+    assert blob  # the reloaded secret key decrypts what the original encrypted:
+    rt = runtime()
+    import tenseal.sealapi as seal
+
+    from scoring.ckks import canonical_ciphertext
+    ct = rt.load(seal.Ciphertext(), canonical_ciphertext(rt, blob, scale=2.0 ** 20, seeded_ok=True))
+    plain = seal.Plaintext()
+    again.decryptor().decrypt(ct, plain)
+    assert rt.decode_coefficients(plain)[:2] == pytest.approx([0.5, -0.25], abs=1e-5)
+    with pytest.raises(FileExistsError):
+        save_secret_key(keys, path)
