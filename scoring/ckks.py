@@ -189,7 +189,7 @@ class SealRuntime:
 
     def ntt(self, residues: np.ndarray, *, inverse: bool = False) -> np.ndarray:
         """Move polynomials (K, N) into or out of NTT form with SEAL's own transform."""
-        doubled = np.stack([residues, residues])  # SEAL refuses a ciphertext with c1 = 0
+        doubled = np.stack([residues, np.ones_like(residues)])  # SEAL refuses a ciphertext with c1 = 0
         ct = self.load(seal.Ciphertext(), self.ciphertext_blob(doubled, ntt=inverse, scale=1.0))
         if inverse:
             self.evaluator.transform_from_ntt_inplace(ct)

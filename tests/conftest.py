@@ -63,3 +63,30 @@ def mnist():
 
 def random_model_rows(seed: int, rows: int, features: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, size=(rows, features))
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """A real Azurite blob service on a free port, for the whole session."""
+    from devhost.azurite import Azurite, ensure_installed
+
+    ensure_installed(ROOT)
+    with Azurite(port=0) as service:
+        yield service
+
+
+@pytest.fixture()
+def functions_env(azurite, digits_model_path, monkeypatch, request):
+    """The Functions app's settings pointing at Azurite and the digits model, fresh service."""
+    import hosts.functions
+    import hosts.storage
+
+    container = "keys" + format(abs(hash(request.node.nodeid)) % 10**8, "08d")
+    monkeypatch.setenv("SCORING_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("SCORING_KEYS_CONTAINER", container)
+    monkeypatch.setenv("SCORING_MODEL_PATH", str(digits_model_path))
+    hosts.storage.service_client.cache_clear()
+    hosts.functions.reset()
+    yield container
+    hosts.functions.reset()
+    hosts.storage.service_client.cache_clear()

@@ -82,3 +82,9 @@ def test_scores_never_overflow_at_the_input_bound(keys):
     got = encrypted_scores(kernel, keys, x)
     assert abs(expected[0]) > 1000
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_an_all_zero_record_scores_to_the_bias(keys):
+    model = LinearModel(np.ones((2, 5)), np.array([0.5, -2.0]), "regressor")
+    kernel = CoefficientKernel(model, runtime())
+    np.testing.assert_allclose(encrypted_scores(kernel, keys, np.zeros(5)), [0.5, -2.0], atol=1e-6)
