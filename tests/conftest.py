@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,32 @@ def functions_env(azurite, digits_model_path, monkeypatch, request):
     yield container
     hosts.functions.reset()
     hosts.storage.service_client.cache_clear()
+
+
+@contextmanager
+def running_app(azurite, model_path: Path, container: str = "hekeys"):
+    """function_app.py served over HTTP by the local host, on a free port, with Azurite."""
+    import hosts.functions
+    import hosts.storage
+    from devhost import LocalFunctionsHost
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SCORING_STORAGE", azurite.connection_string)
+        patch.setenv("SCORING_KEYS_CONTAINER", container)
+        patch.setenv("SCORING_MODEL_PATH", str(model_path))
+        hosts.storage.service_client.cache_clear()
+        hosts.functions.reset()
+        host = LocalFunctionsHost(ROOT, port=0, load_local_settings=False)
+        host.start()
+        try:
+            yield host
+        finally:
+            host.stop()
+            hosts.functions.reset()
+            hosts.storage.service_client.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def http_app(azurite, digits_model_path):
+    with running_app(azurite, digits_model_path, container="httpkeys") as host:
+        yield host

@@ -1,0 +1,39 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Each creates the virtual environment, installs the pinned Python packages and
+# Azurite (npm, into .tools/) on first use.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
+
+.PHONY: demo test serve bench install azurite clean
+
+demo: install azurite  ## full encrypted round trip over HTTP with Azurite, then clean up
+	$(PY) -m demo
+
+test: install azurite  ## the test suite (starts and stops its own Azurite and hosts)
+	$(PY) -m pytest -q
+
+serve: install azurite  ## Azurite + the Functions app on 127.0.0.1:7071 until Ctrl-C
+	$(PY) -m demo.serve
+
+bench: install azurite  ## benchmark: prints a table, writes bench/results.json
+	$(PY) -m bench
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+azurite: $(AZURITE)
+
+$(AZURITE):
+	$(PY) -c "from devhost.azurite import ensure_installed; ensure_installed('.')"
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache models
