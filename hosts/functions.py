@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import azure.functions as func
+from azure.storage.blob import BlobClient
 
 from scoring.errors import InternalError, KeysNotFound, PayloadTooLarge, ScoringError, error_body
 from scoring.keys import MAX_BUNDLE_BYTES, check_key_id
@@ -70,21 +71,20 @@ def json_response(document: dict, status: int = 200) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(document), status_code=status, mimetype=JSON_TYPE)
 
 
-def score(req: func.HttpRequest, bundle: func.InputStream | None) -> func.HttpResponse:
-    """POST /api/score/{key_id}: the bundle comes from the blob input binding."""
+def score(req: func.HttpRequest, bundle: BlobClient) -> func.HttpResponse:
+    """POST /api/score/{key_id}: the bundle's BlobClient comes from the blob input binding."""
 
     def handle() -> func.HttpResponse:
         key_id = check_key_id(req.route_params.get("key_id", ""))
         refuse_credentials(req.params.keys())
-        stored = None if bundle is None else bundle.read()
-        body, content_type = service().score(key_id, stored, req.get_body(), req.headers.get("content-type"))
+        body, content_type = service().score(key_id, storage.BlobBundleSource(bundle), req.get_body(),
+                                             req.headers.get("content-type"))
         return func.HttpResponse(body, status_code=200, mimetype=content_type)
 
     return respond(handle)
 
 
-def put_keys(req: func.HttpRequest, existing: func.InputStream | None,
-             stored: func.Out[bytes]) -> func.HttpResponse:
+def put_keys(req: func.HttpRequest, existing: BlobClient, stored: func.Out[bytes]) -> func.HttpResponse:
     """PUT /api/keys/{key_id}: check the bundle, store it through the output binding."""
 
     def handle() -> func.HttpResponse:
@@ -94,7 +94,8 @@ def put_keys(req: func.HttpRequest, existing: func.InputStream | None,
         if len(body) > MAX_BUNDLE_BYTES:
             raise PayloadTooLarge(f"key bundle is {len(body)} bytes; the limit is {MAX_BUNDLE_BYTES}")
         service().check_upload(key_id, body)
-        if existing is not None and existing.read() == body:
+        current = storage.BlobBundleSource(existing).read()
+        if current is not None and current[0] == body:
             return json_response({"key_id": key_id, "stored": False, "bytes": len(body)}, 200)
         stored.set(body)
         return json_response({"key_id": key_id, "stored": True, "bytes": len(body)}, 201)

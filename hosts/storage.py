@@ -11,14 +11,23 @@ from __future__ import annotations
 import functools
 import os
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
-from scoring.errors import ScoringError, ServiceUnavailable
+from scoring.errors import KeysRejected, ScoringError, ServiceUnavailable
+from scoring.keys import MAX_BUNDLE_BYTES
 
 RETRY_AFTER_SECONDS = "5"
 # Fail fast when storage is down: the caller gets a 503 with Retry-After instead of a hang.
 CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 1}
+# The same, per call, for clients built by others (the SDK-type binding's BlobClient).
+CALL_OPTIONS = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 20}
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,6 +58,50 @@ def unavailable(exc: AzureError) -> ScoringError:
                               headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+def is_unreachable(exc: AzureError) -> bool:
+    """Connection failures and storage-side 5xx errors: the caller should retry later."""
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return True
+    return isinstance(exc, HttpResponseError) and (exc.status_code or 0) >= 500
+
+
+class BlobBundleSource:
+    """A key bundle in blob storage, reached through the BlobClient a binding provides.
+
+    Implements ``scoring.bundles.BundleSource``: the version is the blob's ETag, so the
+    service re-reads a bundle only when it changed, and sees a deletion at once.
+    """
+
+    def __init__(self, client: BlobClient) -> None:
+        self.client = client
+
+    def version(self) -> str | None:
+        try:
+            return self.client.get_blob_properties(**CALL_OPTIONS).etag
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+
+    def read(self) -> tuple[bytes, str] | None:
+        try:
+            download = self.client.download_blob(**CALL_OPTIONS)
+            if download.size > MAX_BUNDLE_BYTES:
+                raise KeysRejected(f"the stored key bundle is {download.size} bytes; no served parameter set "
+                                   f"needs more than {MAX_BUNDLE_BYTES}")
+            return download.readall(), download.properties.etag
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+
+
+def _storage_error(exc: AzureError) -> ScoringError:
+    if is_unreachable(exc):
+        return unavailable(exc)
+    return ServiceUnavailable(f"blob storage refused the request ({type(exc).__name__})")
+
+
 def delete_blob(setting: str, container: str, name: str) -> bool:
     """Delete a blob; return False if it did not exist.
 
@@ -59,9 +112,9 @@ def delete_blob(setting: str, container: str, name: str) -> bool:
         container_client(setting, container).delete_blob(name)
     except ResourceNotFoundError:
         return False
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise unavailable(exc) from exc
+    except AzureError as exc:
+        raise _storage_error(exc) from exc
     return True
 
 
-__all__ = ["service_client", "container_client", "delete_blob", "unavailable", "AzureError"]
+__all__ = ["service_client", "container_client", "delete_blob", "unavailable", "BlobBundleSource", "AzureError"]

@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +30,15 @@ from .ckks import (
     runtime,
 )
 from .errors import (
-    BadRequest,
     CiphertextRejected,
     KeysNotFound,
     ModelMismatch,
     PayloadTooLarge,
-    ScoringError,
     ServiceUnavailable,
 )
 from .kernel import CoefficientKernel
-from .keys import PublicBundle, check_key_id, key_id_of, load_bundle
+from .bundles import BundleCache, BundleSource, InlineBundle
+from .keys import PublicBundle, check_key_id, load_bundle
 from .model import LinearModel, ModelError, load_model
 
 logger = logging.getLogger(__name__)
@@ -80,36 +78,6 @@ class Settings:
             key_cache_entries=int(env.get(ENV_PREFIX + "KEY_CACHE_ENTRIES", cls.key_cache_entries)),
             max_request_bytes=int(env.get(ENV_PREFIX + "MAX_REQUEST_BYTES", cls.max_request_bytes)),
         )
-
-
-class BundleCache:
-    """A thread-safe LRU of parsed key bundles by key id, bounded in entries."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max(1, max_entries)
-        self._entries: OrderedDict[str, PublicBundle] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key_id: str) -> PublicBundle | None:
-        with self._lock:
-            bundle = self._entries.get(key_id)
-            if bundle is not None:
-                self._entries.move_to_end(key_id)
-            return bundle
-
-    def put(self, bundle: PublicBundle) -> None:
-        with self._lock:
-            self._entries[bundle.key_id] = bundle
-            self._entries.move_to_end(bundle.key_id)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def discard(self, key_id: str) -> None:
-        with self._lock:
-            self._entries.pop(key_id, None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 class ScoringService:
@@ -203,8 +171,7 @@ class ScoringService:
                 parameters, or does not hash to ``key_id``.
         """
         check_key_id(key_id)
-        bundle = load_bundle(body, key_id, served=(self.settings.parameters,))
-        self.bundles.put(bundle)
+        load_bundle(body, key_id, served=(self.settings.parameters,))
         logger.info("key bundle %s accepted (%d bytes)", key_id[:12], len(body))
         return body
 
@@ -212,13 +179,14 @@ class ScoringService:
         """Drop a bundle from the cache (after it was deleted from storage)."""
         self.bundles.discard(check_key_id(key_id))
 
-    def score(self, key_id: str, bundle: bytes | None, body: bytes,
+    def score(self, key_id: str, bundle: BundleSource | bytes | None, body: bytes,
               content_type: str | None) -> tuple[bytes, str]:
         """Score one encrypted request with the bundle stored under ``key_id``.
 
         Args:
             key_id: from the URL.
-            bundle: the stored bundle's bytes as the host read them, or None if absent.
+            bundle: where the stored bundle is (a BundleSource), or its bytes as the host
+                read them, or None if none is stored.
             body: the request body.
             content_type: the request's Content-Type; the response uses the same form.
 
@@ -250,15 +218,21 @@ class ScoringService:
                     len(out), (time.perf_counter() - started) * 1e3)
         return out, out_type
 
-    def _bundle(self, key_id: str, stored: bytes | None) -> PublicBundle:
+    def _bundle(self, key_id: str, source: BundleSource | bytes | None) -> PublicBundle:
+        if source is None or isinstance(source, bytes):
+            source = InlineBundle(source)
+        if self.bundles.contains(key_id):
+            version = source.version()
+            cached = None if version is None else self.bundles.get(key_id, version)
+            if cached is not None:
+                return cached
+        stored = source.read()
         if stored is None:
             self.bundles.discard(key_id)
             raise KeysNotFound(KEYS_MISSING_MESSAGE.format(key_id=key_id))
-        cached = self.bundles.get(key_id)
-        if cached is not None and key_id_of(stored) == key_id:
-            return cached
-        bundle = load_bundle(stored, key_id, served=(self.settings.parameters,))
-        self.bundles.put(bundle)
+        data, version = stored
+        bundle = load_bundle(data, key_id, served=(self.settings.parameters,))
+        self.bundles.put(version, bundle)
         return bundle
 
     def _ciphertexts(self, message: protocol.ScoreMessage, kernel: CoefficientKernel) -> list[seal.Ciphertext]:

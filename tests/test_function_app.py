@@ -31,8 +31,9 @@ def call(name: str, *, method: str, route_params: dict | None = None, body: byte
     return FUNCTIONS[name](req=request, **bindings)
 
 
-def blob_input(data: bytes | None):
-    return None if data is None else func.blob.InputStream(data=data, name="bundle", length=len(data))
+def blob_client(container, name: str):
+    """What the SDK-type blob input binding passes: a BlobClient on <container>/<name>."""
+    return container.get_blob_client(name)
 
 
 class Stored(func.Out):
@@ -72,7 +73,7 @@ def test_score_with_a_bundle_read_from_azurite(container, keys, digits, digits_e
     X, _ = digits
     body, content_type = encrypt_request(service(), keys, X[1600])
     response = call("score", method="POST", route_params={"key_id": keys.key_id}, body=body,
-                    headers={"content-type": content_type}, bundle=blob_input(read_blob(container, keys.key_id)))
+                    headers={"content-type": content_type}, bundle=blob_client(container, keys.key_id))
     assert response.status_code == 200 and response.mimetype == content_type
     scores = decrypt_response(service(), keys, response.get_body(), response.mimetype)
     np.testing.assert_allclose(scores, digits_estimator.decision_function(X[1600:1601])[0], atol=1e-5)
@@ -83,7 +84,7 @@ def test_unknown_key_id_is_404_saying_to_upload_first(container, keys, digits):
 
     body, content_type = encrypt_request(service(), keys, digits[0][0])
     response = call("score", method="POST", route_params={"key_id": "ab" * 32}, body=body,
-                    headers={"content-type": content_type}, bundle=blob_input(read_blob(container, "ab" * 32)))
+                    headers={"content-type": content_type}, bundle=blob_client(container, "ab" * 32))
     assert response.status_code == 404
     assert error_of(response) == {"error": "keys_not_found", "message": (
         f"no key bundle is stored under key id {'ab' * 32}; upload the public keys first "
@@ -98,14 +99,15 @@ def test_unknown_key_id_is_404_saying_to_upload_first(container, keys, digits):
 def test_bad_score_requests_get_their_status_and_message(container, keys, body, status, code, fragment):
     container.upload_blob(keys.key_id, keys.public_bundle(), overwrite=True)
     response = call("score", method="POST", route_params={"key_id": keys.key_id}, body=body,
-                    headers={"content-type": "application/json"}, bundle=blob_input(keys.public_bundle()))
+                    headers={"content-type": "application/json"}, bundle=blob_client(container, keys.key_id))
     assert response.status_code == status
     error = error_of(response)
     assert error["error"] == code and fragment in error["message"]
 
 
-def test_malformed_key_id_is_400(functions_env):
-    response = call("score", method="POST", route_params={"key_id": "..%2Fsecrets"}, body=b"{}", bundle=None)
+def test_malformed_key_id_is_400(container):
+    response = call("score", method="POST", route_params={"key_id": "..%2Fsecrets"}, body=b"{}",
+                    bundle=blob_client(container, "..%2Fsecrets"))
     assert response.status_code == 400 and "64 lowercase hex" in error_of(response)["message"]
 
 
@@ -131,7 +133,7 @@ def test_ciphertext_for_other_parameters_is_422(container, keys, degree, bits, m
                                          response=False)
     container.upload_blob(keys.key_id, keys.public_bundle(), overwrite=True)
     response = call("score", method="POST", route_params={"key_id": keys.key_id}, body=body,
-                    headers={"content-type": content_type}, bundle=blob_input(keys.public_bundle()))
+                    headers={"content-type": content_type}, bundle=blob_client(container, keys.key_id))
     assert response.status_code == 422
     assert error_of(response)["error"] == "ciphertext_rejected" and message in error_of(response)["message"]
 
@@ -141,7 +143,7 @@ def test_request_for_another_model_version_is_409(container, keys, digits):
 
     body, content_type = encrypt_request(service(), keys, digits[0][0], model_hash="0" * 64)
     response = call("score", method="POST", route_params={"key_id": keys.key_id}, body=body,
-                    headers={"content-type": content_type}, bundle=blob_input(keys.public_bundle()))
+                    headers={"content-type": content_type}, bundle=blob_client(container, keys.key_id))
     assert response.status_code == 409
     assert service().model.model_hash in error_of(response)["message"]
 
@@ -149,11 +151,12 @@ def test_request_for_another_model_version_is_409(container, keys, digits):
 def test_put_keys_checks_and_stores_idempotently(container, keys):
     stored = Stored()
     response = call("put_keys", method="PUT", route_params={"key_id": keys.key_id}, body=keys.public_bundle(),
-                    existing=None, stored=stored)
+                    existing=blob_client(container, keys.key_id), stored=stored)
     assert response.status_code == 201 and stored.value == keys.public_bundle()
+    container.upload_blob(keys.key_id, stored.value)  # what the host does with the output binding
     again = Stored()
     response = call("put_keys", method="PUT", route_params={"key_id": keys.key_id}, body=keys.public_bundle(),
-                    existing=blob_input(keys.public_bundle()), stored=again)
+                    existing=blob_client(container, keys.key_id), stored=again)
     assert response.status_code == 200 and again.value is None
     assert json.loads(response.get_body()) == {"key_id": keys.key_id, "stored": False,
                                                "bytes": len(keys.public_bundle())}
@@ -168,7 +171,7 @@ def test_put_keys_refuses_a_bundle_holding_a_secret_key(container, keys):
     from scoring.keys import key_id_of
     stored = Stored()
     response = call("put_keys", method="PUT", route_params={"key_id": key_id_of(bundle)}, body=bundle,
-                    existing=None, stored=stored)
+                    existing=blob_client(container, "ee" * 32), stored=stored)
     assert response.status_code == 422 and stored.value is None
     assert error_of(response)["error"] == "keys_rejected" and "holds a secret key" in error_of(response)["message"]
 
@@ -176,7 +179,7 @@ def test_put_keys_refuses_a_bundle_holding_a_secret_key(container, keys):
 def test_put_keys_under_the_wrong_id_is_422(container, keys):
     stored = Stored()
     response = call("put_keys", method="PUT", route_params={"key_id": "cd" * 32}, body=keys.public_bundle(),
-                    existing=None, stored=stored)
+                    existing=blob_client(container, "ee" * 32), stored=stored)
     assert response.status_code == 422 and stored.value is None
 
 
