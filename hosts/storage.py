@@ -18,16 +18,18 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, LinearRetry
 
 from scoring.errors import KeysRejected, ScoringError, ServiceUnavailable
 from scoring.keys import MAX_BUNDLE_BYTES
 
 RETRY_AFTER_SECONDS = "5"
 # Fail fast when storage is down: the caller gets a 503 with Retry-After instead of a hang.
-CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 1}
-# The same, per call, for clients built by others (the SDK-type binding's BlobClient).
-CALL_OPTIONS = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 20}
+CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20,
+                  "retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0.2, retry_total=1)}
+# Per call, for clients built by others (the SDK-type binding's BlobClient, whose default
+# exponential retry would wait 15 s and more): fail at once, the client retries on 503.
+CALL_OPTIONS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 20}
 
 
 @functools.lru_cache(maxsize=None)
