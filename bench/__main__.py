@@ -49,7 +49,8 @@ def workload() -> tuple[str, str, np.ndarray, np.ndarray]:
         X, y = load_mnist_test(mnist)
         return model, "tutorial model on the MNIST test set", X, y
     from demo.data import load_digits_scaled, train_digits_model
-    from scoring.model import export_model, from_estimator
+    from scoring.estimators import from_estimator
+    from scoring.model import export_model
 
     path = export_model(from_estimator(train_digits_model()), ROOT / "models" / "digits.model.json")
     X, y = load_digits_scaled()
@@ -82,9 +83,8 @@ def main() -> int:
     service.check_upload(keys.key_id, bundle)
 
     x = X[0]
-    record = [keys.encrypt_coefficients(c, info.input_scale) for c in kernel.layout.feature_chunks(x)]
-    encrypt = timed(lambda: [keys.encrypt_coefficients(c, info.input_scale) for c in kernel.layout.feature_chunks(x)],
-                    100)
+    record = keys.encrypt_record(info.encoding, x)
+    encrypt = timed(lambda: keys.encrypt_record(info.encoding, x), 100)
     chunks = [kernel.rt.load(seal.Ciphertext(), c) for c in record]
     kernel_plain = timed(lambda: kernel.evaluate(chunks, public.encryptor, protect=False), 500)
     kernel_protected = timed(lambda: kernel.evaluate(chunks, public.encryptor, protect=True), 300)
@@ -94,7 +94,7 @@ def main() -> int:
     service_json = timed(lambda: service.score(keys.key_id, bundle, *bodies[False]), 100)
     replies = {binary: service.score(keys.key_id, bundle, *bodies[binary]) for binary in (True, False)}
     reply_blob = protocol.decode(*replies[True], response=True).ciphertexts[0]
-    decrypt = timed(lambda: keys.decrypt_coefficients(reply_blob, info.output_scale), 100)
+    decrypt = timed(lambda: keys.decrypt_scores(info.encoding, (reply_blob,)), 100)
 
     results.update({
         "key_generation_ms": statistics.median(keygen),
@@ -127,13 +127,11 @@ def accuracy(service, keys, info, model, X, y) -> dict:
     plain = model.decision_function(X[:count])
     worst, agree, started = 0.0, 0, time.perf_counter()
     for i in range(count):
-        chunks = tuple(keys.encrypt_coefficients(X[i][j:j + info.layout["chunk_width"]], info.input_scale)
-                       for j in range(0, X.shape[1], info.layout["chunk_width"]))
+        chunks = keys.encrypt_record(info.encoding, X[i])
         body, content_type = protocol.encode(protocol.ScoreMessage(chunks, info.model_hash), binary=True,
                                              response=False)
         out, out_type = service.score(keys.key_id, keys.public_bundle(), body, content_type)
-        blob = protocol.decode(out, out_type, response=True).ciphertexts[0]
-        scores = keys.decrypt_coefficients(blob, info.output_scale)[info.output_positions(0)]
+        scores = keys.decrypt_scores(info.encoding, protocol.decode(out, out_type, response=True).ciphertexts)
         worst = max(worst, float(np.abs(scores - plain[i]).max()))
         agree += int(np.argmax(scores) == np.argmax(plain[i]))
         if i and i % 2000 == 0:

@@ -28,6 +28,7 @@ from scoring.ckks import (
     canonical_ciphertext,
     runtime,
 )
+from scoring.kernel import RecordEncoding
 from scoring.keys import build_bundle, key_id_of, parse_bundle
 
 SECRET_FILE_MAGIC = b"HESECRET"
@@ -85,6 +86,18 @@ class SecretKeys:
         rt = self.runtime
         plain = rt.encode_coefficients(values, scale)
         return rt.save_canonical(self.encryptor().encrypt_symmetric(plain))
+
+    def encrypt_record(self, encoding: RecordEncoding, x) -> tuple[bytes, ...]:
+        """Encrypt one record as the model's encoding asks: one seeded ciphertext per chunk.
+
+        Raises:
+            ValueError: if the record does not fit the model (length, values, bounds).
+        """
+        return tuple(self.encrypt_coefficients(chunk, encoding.input_scale) for chunk in encoding.chunks(x))
+
+    def decrypt_scores(self, encoding: RecordEncoding, blobs: tuple[bytes, ...]) -> np.ndarray:
+        """Decrypt one record's result ciphertexts to its scores, shape (outputs,)."""
+        return encoding.scores([self.decrypt_coefficients(blob, encoding.output_scale) for blob in blobs])
 
     def decrypt_coefficients(self, blob: bytes, scale: float) -> np.ndarray:
         """Decrypt a result ciphertext blob to its (real) coefficients.

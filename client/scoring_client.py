@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from urllib3.util.retry import Retry
 from scoring import protocol
 from scoring.ckks import CkksParameters
 from scoring.errors import KeysRejected
+from scoring.kernel import RecordEncoding
 from scoring.keys import parse_bundle
 from scoring.model import labels_from_scores, probabilities
 
@@ -77,23 +79,10 @@ class ModelInfo:
         enc = self.raw["encryption"]
         return CkksParameters(enc["poly_modulus_degree"], tuple(int(q) for q in enc["coeff_modulus"]))
 
-    @property
-    def input_scale(self) -> float:
-        return float(self.raw["encryption"]["input_scale"])
-
-    @property
-    def output_scale(self) -> float:
-        return float(self.raw["encryption"]["output_scale"])
-
-    @property
-    def layout(self) -> dict:
-        return self.raw["encryption"]["layout"]
-
-    def output_positions(self, product: int) -> np.ndarray:
-        """Where result ``product`` holds its outputs (the server's CoefficientLayout rule)."""
-        width, per_product = self.layout["chunk_width"], self.layout["outputs_per_product"]
-        count = min(per_product, self.n_outputs - product * per_product)
-        return np.arange(count) * width + width - 1
+    @functools.cached_property
+    def encoding(self) -> RecordEncoding:
+        """How records are encoded and scores read back (shared with the server's kernel)."""
+        return RecordEncoding.from_description(self.raw)
 
 
 @dataclass(frozen=True)
@@ -229,19 +218,7 @@ class ScoringClient:
                 value is not finite or exceeds the model's input bound.
         """
         info = self.describe_model()
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
-        if x.size != info.n_features:
-            raise ValueError(f"the model takes {info.n_features} features; this record has {x.size}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("the record holds NaN or infinite values")
-        bound = info.raw["input_bound"]
-        if np.max(np.abs(x), initial=0.0) > bound:
-            raise ValueError(f"the model accepts features with |x| <= {bound} (scale your data as "
-                             "it was scaled for training); this record exceeds it")
-        width = info.layout["chunk_width"]
-        chunks = [x[i:i + width] for i in range(0, x.size, width)]
-        return EncryptedRecord(tuple(self.keys.encrypt_coefficients(c, info.input_scale) for c in chunks),
-                               info.model_hash)
+        return EncryptedRecord(self.keys.encrypt_record(info.encoding, x), info.model_hash)
 
     def score(self, record: EncryptedRecord) -> EncryptedScores:
         """Send an encrypted record; return the encrypted scores. Uploads keys if needed."""
@@ -273,9 +250,7 @@ class ScoringClient:
         if scores.model_hash != info.model_hash:
             raise ValueError(f"scores come from model {scores.model_hash}, not the described "
                              f"{info.model_hash}; call describe_model(refresh=True)")
-        parts = [self.keys.decrypt_coefficients(blob, info.output_scale)[info.output_positions(p)]
-                 for p, blob in enumerate(scores.ciphertexts)]
-        return np.concatenate(parts)
+        return self.keys.decrypt_scores(info.encoding, scores.ciphertexts)
 
     # -- the one-call methods ------------------------------------------------------------
 

@@ -40,7 +40,8 @@ def port_or_free(preferred: int) -> int:
 
 def prepare_model() -> tuple[Path, str]:
     """Export the configured model (or a digits model) to an artifact; return it and a label."""
-    from scoring.model import export_model, from_estimator, load_model
+    from scoring.estimators import from_estimator
+    from scoring.model import export_model, load_model
 
     from .data import train_digits_model
 

@@ -85,25 +85,75 @@ class CoefficientLayout:
                 "outputs_per_product": self.outputs_per_product, "n_products": self.n_products}
 
 
-def choose_scales(model: LinearModel, modulus: int) -> tuple[int, int]:
+@dataclass(frozen=True)
+class RecordEncoding:
+    """How one record becomes plaintext coefficients and how scores come back out.
+
+    Each feature is divided by its input bound (so every encoded value lies in [-1, 1]),
+    the record is split into the layout's chunks, and each chunk is encoded at
+    ``input_scale``; result ``p`` holds its outputs at ``layout.output_positions(p)`` at
+    ``output_scale``. The server builds it from the kernel, the client from ``GET
+    /api/model``, so both ends use this one definition.
+    """
+
+    layout: CoefficientLayout
+    input_bounds: np.ndarray
+    input_scale: float
+    output_scale: float
+
+    @classmethod
+    def from_description(cls, description: dict) -> RecordEncoding:
+        """From the service's model description (``GET /api/model``)."""
+        enc = description["encryption"]
+        layout = CoefficientLayout(enc["poly_modulus_degree"], description["n_features"], description["n_outputs"],
+                                   **enc["layout"])
+        bounds = np.broadcast_to(np.asarray(description["input_bound"], dtype=np.float64), (layout.n_features,))
+        return cls(layout, bounds, float(enc["input_scale"]), float(enc["output_scale"]))
+
+    def chunks(self, x) -> list[np.ndarray]:
+        """The record's encoded chunks.
+
+        Raises:
+            ValueError: if the record has the wrong length, non-finite values, or a feature
+                beyond its bound (it could overflow the encrypted computation).
+        """
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if x.size != self.layout.n_features:
+            raise ValueError(f"the model takes {self.layout.n_features} features; this record has {x.size}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("the record holds NaN or infinite values")
+        beyond = np.flatnonzero(np.abs(x) > self.input_bounds)
+        if beyond.size:
+            i = int(beyond[0])
+            raise ValueError(f"the model accepts features with |x| <= input_bound (scale your data as it was "
+                             f"scaled for training); feature {i} is {x[i]:.6g}, its bound {self.input_bounds[i]:.6g}")
+        return self.layout.feature_chunks(x / self.input_bounds)
+
+    def scores(self, coefficients: list[np.ndarray]) -> np.ndarray:
+        """The outputs, in order, from each result's decoded coefficients."""
+        return np.concatenate([c[self.layout.output_positions(p)] for p, c in enumerate(coefficients)])
+
+
+def choose_scales(weights: np.ndarray, intercept: np.ndarray, modulus: int) -> tuple[int, int]:
     """Input and weight scale bits: no output can overflow, and the error is smallest.
 
-    Every output obeys ``|y_c| <= ||w_c||_1 * input_bound + |b_c|``; that bound (plus one,
-    far above the noise) times the product scale must stay below q/2. The product's bits
-    are then split so that the two error sources match: encryption noise, which the
-    weights amplify (about ``3.2 * ||W||_F / input_scale``), and the rounding of the
-    weights, which the inputs amplify (about ``input_bound * sqrt(n / 12) / weight_scale``).
+    ``weights`` act on features scaled into [-1, 1], so every output obeys
+    ``|y_c| <= ||w_c||_1 + |b_c|``; that bound (plus one, far above the noise) times the
+    product scale must stay below q/2. The product's bits are then split so that the two
+    error sources match: encryption noise, which the weights amplify (about
+    ``3.2 * ||W||_F / input_scale``), and the rounding of the weights, which the inputs
+    amplify (at most ``sqrt(n / 12) / weight_scale``).
 
     Raises:
         ValueError: if the scores are too large for the modulus to leave useful precision.
     """
-    bound = float(np.max(np.abs(model.coef).sum(axis=1) * model.input_bound + np.abs(model.intercept)))
+    bound = float(np.max(np.abs(weights).sum(axis=1) + np.abs(intercept)))
     product_bits = math.floor(math.log2((modulus / 2 - 1) / (bound + 1)))
     if product_bits < 20:
         raise ValueError(f"scores up to {bound:.3g} leave too little precision in a "
                          f"{modulus.bit_length()}-bit modulus; lower input_bound or rescale the model")
-    noise = 3.2 * max(float(np.linalg.norm(model.coef)), 1e-12)
-    rounding = model.input_bound * math.sqrt(model.n_features / 12)
+    noise = 3.2 * max(float(np.linalg.norm(weights)), 1e-12)
+    rounding = math.sqrt(weights.shape[1] / 12)
     input_bits = round((product_bits + math.log2(noise / rounding)) / 2)
     input_bits = min(max(input_bits, 10), product_bits - 10)
     return input_bits, product_bits - input_bits
@@ -123,10 +173,12 @@ class CoefficientKernel:
         self.model = model
         self.rt = rt
         self.layout = CoefficientLayout.plan(rt.degree, model.n_features, model.n_outputs)
-        input_bits, weight_bits = choose_scales(model, int(rt.moduli[0]))
+        self.weights_matrix = model.coef * model.input_bounds  # the client divides x by the bounds
+        input_bits, weight_bits = choose_scales(self.weights_matrix, model.intercept, int(rt.moduli[0]))
         self.input_scale = float(2 ** input_bits)
         self.weight_scale = float(2 ** weight_bits)
         self.output_scale = self.input_scale * self.weight_scale
+        self.encoding = RecordEncoding(self.layout, model.input_bounds, self.input_scale, self.output_scale)
         self.weights = [[self._weight_plain(chunk, product) for product in range(self.layout.n_products)]
                         for chunk in range(self.layout.n_chunks)]
         self.bias = [self._bias_coefficients(product) for product in range(self.layout.n_products)]
@@ -138,7 +190,7 @@ class CoefficientKernel:
         columns = slice(chunk * lay.chunk_width, (chunk + 1) * lay.chunk_width)
         coefficients = np.zeros(self.rt.degree)
         for local, output in enumerate(lay.outputs_in(product)):
-            row = self.model.coef[output, columns]
+            row = self.weights_matrix[output, columns]
             end = local * lay.chunk_width + lay.chunk_width
             coefficients[end - len(row):end] = row[::-1]
         return self.rt.encode_coefficients(coefficients, self.weight_scale)

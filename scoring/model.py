@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = "encrypted-scoring-linear-model"
 ARTIFACT_VERSION = 1
-PROBA_KINDS = ("softmax", "ovr-logistic", "binary-logistic")
+PROBA_KINDS = ("softmax", "ovr-logistic", "binary-logistic", "modified-huber")
 
 
 class ModelError(ValueError):
@@ -43,8 +43,10 @@ class LinearModel:
         kind: ``"classifier"`` or ``"regressor"``.
         classes: the estimator's class labels (classifiers only), JSON values.
         proba: how ``predict_proba`` is computed from scores, or None if not offered.
-        input_bound: the largest ``|x_i|`` a client may send; it bounds the scores so that
-            the encrypted computation cannot overflow (the client enforces it).
+        input_bound: the largest ``|x_i|`` a client may send, one number for every feature or
+            one per feature; it bounds the scores so that the encrypted computation cannot
+            overflow (the client enforces it). Per-feature bounds keep precision for
+            features of very different ranges.
         estimator: the scikit-learn class the model came from.
     """
 
@@ -53,7 +55,7 @@ class LinearModel:
     kind: str
     classes: tuple | None = None
     proba: str | None = None
-    input_bound: float = 1.0
+    input_bound: float | tuple[float, ...] = 1.0
     estimator: str = "unknown"
     model_hash: str = field(init=False)
 
@@ -68,8 +70,12 @@ class LinearModel:
             raise ModelError(f"unknown model kind {self.kind!r}")
         if self.proba is not None and self.proba not in PROBA_KINDS:
             raise ModelError(f"unknown probability kind {self.proba!r}")
-        if not (math.isfinite(self.input_bound) and self.input_bound > 0):
-            raise ModelError("input_bound must be a positive number")
+        bounds = np.asarray(self.input_bound, dtype=np.float64)
+        if bounds.ndim > 1 or (bounds.ndim == 1 and bounds.shape != (coef.shape[1],)) or not (
+                np.all(np.isfinite(bounds)) and np.all(bounds > 0)):
+            raise ModelError("input_bound must be a positive number, or one per feature")
+        bound = float(bounds) if bounds.ndim == 0 else tuple(bounds.tolist())
+        object.__setattr__(self, "input_bound", bound)
         object.__setattr__(self, "coef", coef)
         object.__setattr__(self, "intercept", intercept)
         object.__setattr__(self, "model_hash", _hash(self._content()))
@@ -81,6 +87,11 @@ class LinearModel:
     @property
     def n_outputs(self) -> int:
         return self.coef.shape[0]
+
+    @property
+    def input_bounds(self) -> np.ndarray:
+        """The bound of each feature, shape (features,)."""
+        return np.broadcast_to(np.asarray(self.input_bound, dtype=np.float64), (self.n_features,))
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Plaintext scores, shape (rows, outputs); the reference for encrypted results."""
@@ -96,7 +107,7 @@ class LinearModel:
             "intercept": self.intercept.tolist(),
             "classes": None if self.classes is None else list(self.classes),
             "proba": self.proba,
-            "input_bound": self.input_bound,
+            "input_bound": list(self.input_bound) if isinstance(self.input_bound, tuple) else self.input_bound,
         }
 
     def to_artifact(self) -> dict:
@@ -137,7 +148,7 @@ def read_artifact(path: str | Path) -> LinearModel:
         kind=data["kind"],
         classes=None if classes is None else tuple(classes),
         proba=data["proba"],
-        input_bound=float(data["input_bound"]),
+        input_bound=data["input_bound"],
         estimator=data["estimator"],
     )
     if model.model_hash != data.get("model_hash"):
@@ -145,7 +156,7 @@ def read_artifact(path: str | Path) -> LinearModel:
     return model
 
 
-def load_model(path: str | Path, *, input_bound: float | None = None) -> LinearModel:
+def load_model(path: str | Path, *, input_bound: float | np.ndarray | None = None) -> LinearModel:
     """Load the served model from an exported artifact (``.json``) or a joblib pickle.
 
     Args:
@@ -159,6 +170,8 @@ def load_model(path: str | Path, *, input_bound: float | None = None) -> LinearM
     path = Path(path)
     if path.suffix == ".json":
         return read_artifact(path)
+    from .estimators import from_estimator
+
     return from_estimator(_unpickle(path), input_bound=1.0 if input_bound is None else input_bound)
 
 
@@ -182,49 +195,6 @@ def _unpickle(path: Path):
     return estimator
 
 
-def from_estimator(estimator, *, input_bound: float = 1.0) -> LinearModel:
-    """Convert a fitted scikit-learn linear classifier or regressor.
-
-    Raises:
-        ModelError: if the estimator is not fitted or not linear.
-    """
-    coef = getattr(estimator, "coef_", None)
-    if coef is None:
-        raise ModelError(f"{type(estimator).__name__} is not a fitted linear model (no coef_)")
-    coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
-    intercept = np.broadcast_to(np.asarray(getattr(estimator, "intercept_", 0.0), dtype=np.float64),
-                                (coef.shape[0],))
-    classes = getattr(estimator, "classes_", None)
-    name = type(estimator).__name__
-    if classes is None:
-        return LinearModel(coef, intercept, "regressor", input_bound=input_bound, estimator=name)
-    labels = tuple(np.asarray(classes).tolist())
-    return LinearModel(coef, intercept, "classifier", classes=labels,
-                       proba=_proba_kind(estimator, coef.shape), input_bound=input_bound, estimator=name)
-
-
-def _proba_kind(estimator, shape: tuple[int, int]) -> str | None:
-    """Find how the estimator turns scores into probabilities, by asking it.
-
-    scikit-learn's rule depends on the estimator, its version and its options (for
-    LogisticRegression: multinomial softmax, or one-vs-rest logistic normalized), so
-    the answer is read off the estimator's own ``predict_proba`` on probe inputs.
-    """
-    if not hasattr(estimator, "predict_proba"):
-        return None
-    probe = np.random.default_rng(0).normal(size=(8, shape[1])) * 0.1
-    try:
-        expected = estimator.predict_proba(probe)
-    except Exception:  # e.g. SGDClassifier with a loss that has no probabilities
-        return None
-    scores = np.asarray(estimator.decision_function(probe), dtype=np.float64)
-    for kind in PROBA_KINDS:
-        candidate = probabilities(kind, scores)
-        if candidate is not None and np.allclose(candidate, expected, rtol=1e-9, atol=1e-12):
-            return kind
-    raise ModelError(f"{type(estimator).__name__}.predict_proba follows no rule this service knows")
-
-
 def probabilities(kind: str, scores: np.ndarray) -> np.ndarray | None:
     """Class probabilities from decision scores, as scikit-learn computes them.
 
@@ -233,13 +203,12 @@ def probabilities(kind: str, scores: np.ndarray) -> np.ndarray | None:
         scores: shape (rows,) for binary models or (rows, classes).
     """
     scores = np.asarray(scores, dtype=np.float64)
-    if kind == "binary-logistic":
-        if scores.ndim == 2 and scores.shape[1] != 1:
+    if scores.ndim == 1 or scores.shape[1] == 1:
+        if kind not in ("binary-logistic", "modified-huber"):
             return None
-        positive = _expit(scores.reshape(-1))
+        flat = scores.reshape(-1)
+        positive = _expit(flat) if kind == "binary-logistic" else (np.clip(flat, -1, 1) + 1) / 2
         return np.column_stack([1 - positive, positive])
-    if scores.ndim != 2 or scores.shape[1] < 2:
-        return None
     if kind == "softmax":
         shifted = scores - scores.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
@@ -247,6 +216,12 @@ def probabilities(kind: str, scores: np.ndarray) -> np.ndarray | None:
     if kind == "ovr-logistic":
         prob = _expit(scores)
         return prob / prob.sum(axis=1, keepdims=True)
+    if kind == "modified-huber":  # SGDClassifier(loss="modified_huber"); all-zero rows become uniform
+        prob = (np.clip(scores, -1, 1) + 1) / 2
+        total = prob.sum(axis=1, keepdims=True)
+        zero = total[:, 0] == 0
+        prob[zero], total[zero] = 1.0, scores.shape[1]
+        return prob / total
     return None
 
 

@@ -151,7 +151,7 @@ class ScoringService:
             "n_outputs": model.n_outputs,
             "classes": None if model.classes is None else list(model.classes),
             "proba": model.proba,
-            "input_bound": model.input_bound,
+            "input_bound": model.to_artifact()["input_bound"],
             "encryption": {
                 **kernel.rt.parameters.to_dict(),
                 "encoding": "coefficient",

@@ -11,7 +11,8 @@ import pytest
 
 from client.keys import SecretKeys
 from demo.data import load_digits_scaled, train_digits_model
-from scoring.model import export_model, from_estimator
+from scoring.estimators import from_estimator
+from scoring.model import export_model
 from scoring.service import ScoringService, Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,7 @@ def encrypt_request(service: ScoringService, keys: SecretKeys, x: np.ndarray, *,
                     model_hash: str | None = "served") -> tuple[bytes, str]:
     """A request body for one record, as ScoringClient builds it."""
     info = ModelInfo(service.describe())
-    width = info.layout["chunk_width"]
-    chunks = tuple(keys.encrypt_coefficients(x[i:i + width], info.input_scale) for i in range(0, len(x), width))
+    chunks = keys.encrypt_record(info.encoding, x)
     digest = info.model_hash if model_hash == "served" else model_hash
     return protocol.encode(protocol.ScoreMessage(chunks, digest), binary=binary, response=False)
 
@@ -23,8 +22,7 @@ def encrypt_request(service: ScoringService, keys: SecretKeys, x: np.ndarray, *,
 def decrypt_response(service: ScoringService, keys: SecretKeys, body: bytes, content_type: str) -> np.ndarray:
     info = ModelInfo(service.describe())
     message = protocol.decode(body, content_type, response=True)
-    return np.concatenate([keys.decrypt_coefficients(blob, info.output_scale)[info.output_positions(p)]
-                           for p, blob in enumerate(message.ciphertexts)])
+    return keys.decrypt_scores(info.encoding, message.ciphertexts)
 
 
 def score_in_process(service: ScoringService, keys: SecretKeys, x: np.ndarray, *, binary: bool = True) -> np.ndarray:

@@ -16,13 +16,10 @@ SHAPES = [(1, 1), (20, 3), (64, 10), (784, 10), (5000, 4), (3072, 100), (20000, 
 
 def encrypted_scores(kernel: CoefficientKernel, keys, x: np.ndarray, *, protect: bool = True) -> np.ndarray:
     rt = kernel.rt
-    chunks = [rt.load(seal.Ciphertext(), keys.encrypt_coefficients(c, kernel.input_scale))
-              for c in kernel.layout.feature_chunks(x)]
+    chunks = [rt.load(seal.Ciphertext(), blob) for blob in keys.encrypt_record(kernel.encoding, x)]
     encryptor = load_bundle(keys.public_bundle()).encryptor
     results = kernel.evaluate(chunks, encryptor, protect=protect)
-    return np.concatenate([
-        keys.decrypt_coefficients(rt.save_canonical(r), kernel.output_scale)[kernel.layout.output_positions(p)]
-        for p, r in enumerate(results)])
+    return keys.decrypt_scores(kernel.encoding, tuple(rt.save_canonical(r) for r in results))
 
 
 @pytest.mark.parametrize("features,outputs", SHAPES)
@@ -52,7 +49,7 @@ def test_mnist_shape_fits_one_ciphertext_and_one_product():
 
 
 def test_digits_scores_and_labels_match_plaintext(keys, digits, digits_estimator):
-    from scoring.model import from_estimator
+    from scoring.estimators import from_estimator
 
     X, _ = digits
     kernel = CoefficientKernel(from_estimator(digits_estimator), runtime())

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from scoring.estimators import from_estimator
 from scoring.model import (
     ModelError,
     export_model,
-    from_estimator,
     labels_from_scores,
     load_model,
     probabilities,

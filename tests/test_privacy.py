@@ -37,7 +37,7 @@ def polys(ct: seal.Ciphertext) -> np.ndarray:
 
 def answer(kernel, keys, x, *, protect: bool) -> tuple[seal.Ciphertext, seal.Ciphertext]:
     rt = kernel.rt
-    query = rt.load(seal.Ciphertext(), keys.encrypt_coefficients(x, kernel.input_scale))
+    query = rt.load(seal.Ciphertext(), keys.encrypt_record(kernel.encoding, x)[0])
     result = kernel.evaluate([query], load_bundle(keys.public_bundle()).encryptor, protect=protect)[0]
     return query, result
 
@@ -118,7 +118,7 @@ def test_unit_vector_query_reveals_only_its_own_scores_when_served(kernel, keys)
 def test_two_answers_to_the_same_query_differ_everywhere_but_the_outputs(kernel, keys):
     x = np.random.default_rng(2).uniform(0, 1, 784)
     rt = kernel.rt
-    blob = keys.encrypt_coefficients(x, kernel.input_scale)
+    blob = keys.encrypt_record(kernel.encoding, x)[0]
     encryptor = load_bundle(keys.public_bundle()).encryptor
     first, second = (kernel.evaluate([rt.load(seal.Ciphertext(), blob)], encryptor)[0] for _ in range(2))
     assert (polys(first) != polys(second)).mean() > 0.99  # re-randomized
