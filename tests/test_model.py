@@ -77,3 +77,19 @@ def test_regressor_has_no_classes(digits):
     X, y = digits
     model = from_estimator(LinearRegression().fit(X[:300], y[:300]))
     assert model.kind == "regressor" and model.classes is None and model.proba is None
+
+
+def test_export_command_with_per_feature_bounds(tmp_path, capsys):
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from scoring.export import main
+
+    X, y = load_breast_cancer(return_X_y=True)
+    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(X, y), tmp_path / "p.pkl")
+    np.save(tmp_path / "X.npy", X)
+    assert main([str(tmp_path / "p.pkl"), str(tmp_path / "m.json"), "--bounds-from", str(tmp_path / "X.npy")]) == 0
+    model = read_artifact(tmp_path / "m.json")
+    assert "Pipeline(StandardScaler, LogisticRegression)" in capsys.readouterr().out
+    np.testing.assert_allclose(model.input_bounds, np.abs(X).max(axis=0) * 1.5, rtol=1e-9)
