@@ -28,6 +28,7 @@ from scoring.ckks import (
     canonical_ciphertext,
     runtime,
 )
+from scoring.bulk import BulkEncoding
 from scoring.kernel import RecordEncoding
 from scoring.keys import build_bundle, key_id_of, parse_bundle
 
@@ -98,6 +99,29 @@ class SecretKeys:
     def decrypt_scores(self, encoding: RecordEncoding, blobs: tuple[bytes, ...]) -> np.ndarray:
         """Decrypt one record's result ciphertexts to its scores, shape (outputs,)."""
         return encoding.scores([self.decrypt_coefficients(blob, encoding.output_scale) for blob in blobs])
+
+    def encrypt_columns(self, encoding: BulkEncoding, X) -> tuple[bytes, ...]:
+        """Encrypt a batch feature-major: one seeded ciphertext per used feature, a slot per record.
+
+        Raises:
+            ValueError: if the batch does not fit the model (width, size, values, bounds).
+        """
+        encryptor = self.encryptor()
+        rt = self.runtime
+        return tuple(rt.save_canonical(encryptor.encrypt_symmetric(rt.encode_slots(column, encoding.input_scale)))
+                     for column in encoding.columns(X))
+
+    def decrypt_columns(self, encoding: BulkEncoding, blobs: tuple[bytes, ...], records: int) -> np.ndarray:
+        """Decrypt a batch's results (one per output) to scores, shape (records, outputs)."""
+        rt = self.runtime
+        decryptor = self.decryptor()
+        columns = []
+        for blob in blobs:
+            checked = canonical_ciphertext(rt, blob, scale=encoding.output_scale, seeded_ok=False, what="result")
+            plain = seal.Plaintext()
+            decryptor.decrypt(rt.load(seal.Ciphertext(), checked), plain)
+            columns.append(rt.decode_slots(plain)[:records])
+        return np.column_stack(columns)
 
     def decrypt_coefficients(self, blob: bytes, scale: float) -> np.ndarray:
         """Decrypt a result ciphertext blob to its (real) coefficients.

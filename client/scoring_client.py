@@ -24,10 +24,12 @@ from urllib3.util.retry import Retry
 from scoring import protocol
 from scoring.ckks import CkksParameters
 from scoring.errors import KeysRejected
+from scoring.bulk import BulkEncoding
 from scoring.kernel import RecordEncoding
 from scoring.keys import parse_bundle
 from scoring.model import labels_from_scores, probabilities
 
+from .bulk import ColumnEncryptor, bulk_pays_off, stream
 from .keys import SecretKeys
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,11 @@ class ModelInfo:
         """How records are encoded and scores read back (shared with the server's kernel)."""
         return RecordEncoding.from_description(self.raw)
 
+    @functools.cached_property
+    def bulk(self) -> BulkEncoding | None:
+        """How batches are encoded, or None if the service has no batch path for the model."""
+        return BulkEncoding.from_description(self.raw)
+
 
 @dataclass(frozen=True)
 class EncryptedRecord:
@@ -113,17 +120,28 @@ class ScoringClient:
         retries: retries on 429 and 503, honouring Retry-After.
         route_prefix: the host's route prefix (``api`` for Azure Functions).
         session: a ``requests.Session`` to use (for tests or custom transports).
+        bulk_threshold: score this many records or more as batches (feature-major); None
+            decides by the measured costs (``client.bulk.bulk_pays_off``).
+        processes: worker processes for batch encryption (default: one per core).
+        progress: show a progress bar for batch jobs; None shows one on jobs of more than
+            one batch.
     """
 
     def __init__(self, endpoint: str, *, function_key: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  keys: SecretKeys | None = None, binary: bool = True, retries: int = 3,
-                 route_prefix: str = "api", session: requests.Session | None = None) -> None:
+                 route_prefix: str = "api", session: requests.Session | None = None,
+                 bulk_threshold: int | None = None, processes: int | None = None,
+                 progress: bool | None = None) -> None:
         self.base_url = endpoint.rstrip("/") + ("/" + route_prefix.strip("/") if route_prefix else "")
         self.timeout = timeout
         self.binary = binary
         self._keys = keys
         self._uploaded: str | None = None
         self._model: ModelInfo | None = None
+        self.bulk_threshold = bulk_threshold
+        self.processes = processes
+        self.progress = progress
+        self._columns: ColumnEncryptor | None = None
         self.session = session or requests.Session()
         retry = Retry(total=retries, status_forcelist=RETRY_STATUSES, allowed_methods=None, backoff_factor=0.2,
                       respect_retry_after_header=True, raise_on_status=False)
@@ -159,6 +177,7 @@ class ScoringClient:
         """Generate a fresh key pair for the parameters the service announces."""
         self._keys = SecretKeys.generate(self.describe_model().parameters)
         self._uploaded = None
+        self.close()  # batch workers hold the old secret key
         return self._keys
 
     def public_bundle(self) -> bytes:
@@ -222,10 +241,13 @@ class ScoringClient:
 
     def score(self, record: EncryptedRecord) -> EncryptedScores:
         """Send an encrypted record; return the encrypted scores. Uploads keys if needed."""
+        reply = self._send(protocol.ScoreMessage(record.ciphertexts, record.model_hash))
+        return EncryptedScores(reply.ciphertexts, reply.model_hash)
+
+    def _send(self, message: protocol.ScoreMessage) -> protocol.ScoreMessage:
         if self._uploaded != self.keys.key_id:
             self.upload_keys()
-        body, content_type = protocol.encode(protocol.ScoreMessage(record.ciphertexts, record.model_hash),
-                                             binary=self.binary, response=False)
+        body, content_type = protocol.encode(message, binary=self.binary, response=False)
         try:
             response = self._post_score(body, content_type)
         except ServiceError as exc:
@@ -234,7 +256,10 @@ class ScoringClient:
             self.upload_keys()  # deleted or expired on the service: upload again, once
             response = self._post_score(body, content_type)
         reply = protocol.decode(response.content, response.headers.get("content-type"), response=True)
-        return EncryptedScores(reply.ciphertexts, reply.model_hash)
+        if reply.model_hash != message.model_hash:
+            raise ValueError(f"scores come from model {reply.model_hash}, not the described {message.model_hash}; "
+                             "call describe_model(refresh=True)")
+        return reply
 
     def _post_score(self, body: bytes, content_type: str) -> requests.Response:
         return self._request("POST", f"score/{self.keys.key_id}", data=body,
@@ -255,10 +280,60 @@ class ScoringClient:
     # -- the one-call methods ------------------------------------------------------------
 
     def decision_function(self, X) -> np.ndarray:
-        """Scores for each row, shaped as the estimator's ``decision_function`` (or ``predict``)."""
+        """Scores for each row, shaped as the estimator's ``decision_function`` (or ``predict``).
+
+        Many rows go as batches (feature-major, encrypted in parallel, streamed) when that
+        costs less than one request per row.
+        """
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        scores = np.vstack([self.decrypt(self.score(self.encrypt(row))) for row in X])
+        if self._batch(len(X)):
+            scores = self.score_batches(X)
+        else:
+            scores = np.vstack([self.decrypt(self.score(self.encrypt(row))) for row in X])
         return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def _batch(self, records: int) -> bool:
+        bulk = self.describe_model().bulk
+        if bulk is None:
+            return False
+        if self.bulk_threshold is not None:
+            return records >= self.bulk_threshold
+        return bulk_pays_off(records, bulk)
+
+    def score_batches(self, X) -> np.ndarray:
+        """Scores of many records through the batch path, shape (records, outputs).
+
+        Raises:
+            ValueError: if the service has no batch path for this model, or the records do
+                not fit it.
+        """
+        info = self.describe_model()
+        if info.bulk is None:
+            raise ValueError("the service offers no batch path for this model")
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if self._columns is None:
+            self._columns = ColumnEncryptor(self.keys, info.bulk, self.processes)
+
+        def send(ciphertexts: tuple[bytes, ...], records: int) -> tuple[bytes, ...]:
+            return self._send(protocol.ScoreMessage(ciphertexts, info.model_hash, records)).ciphertexts
+
+        def decrypt(ciphertexts: tuple[bytes, ...], records: int) -> np.ndarray:
+            return self.keys.decrypt_columns(info.bulk, ciphertexts, records)
+
+        show = len(X) > info.bulk.max_records if self.progress is None else self.progress
+        return stream(X, self._columns, send, decrypt, progress=show)
+
+    def close(self) -> None:
+        """Stop batch worker processes, if any were started."""
+        if self._columns is not None:
+            self._columns.close()
+            self._columns = None
+
+    def __enter__(self) -> ScoringClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def predict(self, X) -> np.ndarray:
         """Class labels (classifiers) or values (regressors) for each row."""

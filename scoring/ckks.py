@@ -106,6 +106,7 @@ class SealRuntime:
         self.parms_id = self.context.first_parms_id()
         self.parms_id_bytes = struct.pack("<4Q", *self.parms_id)
         self.evaluator = seal.Evaluator(self.context)
+        self.encoder = seal.CKKSEncoder(self.context)  # slots, for the bulk path
         self._local = threading.local()
         self.seal_version = self._probe_seal_version()
 
@@ -229,6 +230,16 @@ class SealRuntime:
         r = residues[0]
         signed = np.where(r > q // np.uint64(2), -(q - r).astype(np.float64), r.astype(np.float64))
         return signed / plain.scale
+
+    def encode_slots(self, values: np.ndarray, scale: float) -> seal.Plaintext:
+        """A plaintext holding ``values`` (at most N/2 reals, zero-padded) in its slots."""
+        plain = seal.Plaintext()
+        self.encoder.encode(np.asarray(values, dtype=np.float64).tolist(), scale, plain)
+        return plain
+
+    def decode_slots(self, plain: seal.Plaintext) -> np.ndarray:
+        """The real parts of a plaintext's slots."""
+        return np.asarray(self.encoder.decode_double(plain))
 
     def uniform_residues(self) -> np.ndarray:
         """Polynomials (K, N) uniform modulo each prime, from the OS's secure generator."""

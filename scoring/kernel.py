@@ -134,15 +134,16 @@ class RecordEncoding:
         return np.concatenate([c[self.layout.output_positions(p)] for p, c in enumerate(coefficients)])
 
 
-def choose_scales(weights: np.ndarray, intercept: np.ndarray, modulus: int) -> tuple[int, int]:
+def choose_scales(weights: np.ndarray, intercept: np.ndarray, modulus: int, *,
+                  noise: float = 3.2) -> tuple[int, int]:
     """Input and weight scale bits: no output can overflow, and the error is smallest.
 
     ``weights`` act on features scaled into [-1, 1], so every output obeys
     ``|y_c| <= ||w_c||_1 + |b_c|``; that bound (plus one, far above the noise) times the
     product scale must stay below q/2. The product's bits are then split so that the two
     error sources match: encryption noise, which the weights amplify (about
-    ``3.2 * ||W||_F / input_scale``), and the rounding of the weights, which the inputs
-    amplify (at most ``sqrt(n / 12) / weight_scale``).
+    ``noise * ||W||_F / input_scale``; 3.2 per coefficient, more in slots), and the rounding
+    of the weights, which the inputs amplify (at most ``sqrt(n / 12) / weight_scale``).
 
     Raises:
         ValueError: if the scores are too large for the modulus to leave useful precision.
@@ -152,9 +153,9 @@ def choose_scales(weights: np.ndarray, intercept: np.ndarray, modulus: int) -> t
     if product_bits < 20:
         raise ValueError(f"scores up to {bound:.3g} leave too little precision in a "
                          f"{modulus.bit_length()}-bit modulus; lower input_bound or rescale the model")
-    noise = 3.2 * max(float(np.linalg.norm(weights)), 1e-12)
+    amplified = noise * max(float(np.linalg.norm(weights)), 1e-12)
     rounding = math.sqrt(weights.shape[1] / 12)
-    input_bits = round((product_bits + math.log2(noise / rounding)) / 2)
+    input_bits = round((product_bits + math.log2(amplified / rounding)) / 2)
     input_bits = min(max(input_bits, 10), product_bits - 10)
     return input_bits, product_bits - input_bits
 
@@ -229,18 +230,26 @@ class CoefficientKernel:
 
     def _masked_zero(self, encryptor: seal.Encryptor, product: int) -> seal.Ciphertext:
         """A fresh encryption of (bias at the outputs, uniform mod q everywhere else)."""
-        rt = self.rt
-        zero = seal.Ciphertext()
-        encryptor.encrypt_zero(zero)
-        rt.evaluator.transform_from_ntt_inplace(zero)
-        polys = rt.ciphertext_polys(rt.save_body(zero), 2).copy()
-        q = rt.moduli[0]
-        mask = rt.uniform_residues()[0]
+        mask = self.rt.uniform_residues()[0]
         positions = self.layout.output_positions(product)
-        mask[positions] = rt.residues(self.bias[product].astype(np.int64))[0][positions]
-        first = polys[0, 0] + mask  # both below q < 2**60: no uint64 overflow
-        polys[0, 0] = np.where(first >= q, first - q, first)
-        masked = rt.load(seal.Ciphertext(),
-                         rt.ciphertext_blob(polys, ntt=False, scale=self.output_scale))
-        rt.evaluator.transform_to_ntt_inplace(masked)
-        return masked
+        mask[positions] = self.rt.residues(self.bias[product].astype(np.int64))[0][positions]
+        return fresh_encryption(self.rt, encryptor, mask, self.output_scale)
+
+
+def fresh_encryption(rt: SealRuntime, encryptor: seal.Encryptor, residues: np.ndarray,
+                     scale: float) -> seal.Ciphertext:
+    """A fresh public-key encryption of the polynomial ``residues`` (mod q, length N) at ``scale``.
+
+    Added to a result, it re-randomizes it (the client's key, fresh randomness) and adds
+    the polynomial: the bias, and on the single path a mask over non-outputs.
+    """
+    zero = seal.Ciphertext()
+    encryptor.encrypt_zero(zero)
+    rt.evaluator.transform_from_ntt_inplace(zero)
+    polys = rt.ciphertext_polys(rt.save_body(zero), 2).copy()
+    q = rt.moduli[0]
+    first = polys[0, 0] + residues  # both below q < 2**60: no uint64 overflow
+    polys[0, 0] = np.where(first >= q, first - q, first)
+    result = rt.load(seal.Ciphertext(), rt.ciphertext_blob(polys, ntt=False, scale=scale))
+    rt.evaluator.transform_to_ntt_inplace(result)
+    return result

@@ -2,14 +2,18 @@
 
 JSON (``application/json``)::
 
-    request:  {"version": 1, "ciphertexts": ["<base64>", ...], "model_hash": "<hex>"?}
-    response: {"version": 1, "ciphertexts": ["<base64>", ...], "model_hash": "<hex>"}
+    request:  {"version": 1, "ciphertexts": ["<base64>", ...], "model_hash": "<hex>"?, "records": n?}
+    response: {"version": 1, "ciphertexts": ["<base64>", ...], "model_hash": "<hex>", "records": n?}
+
+Without ``records`` a message holds one record (one ciphertext per feature chunk, one per
+result product); with it, a batch of ``records`` records feature-major (one ciphertext
+per used feature, one per output, a slot per record).
 
 Binary (``application/octet-stream``), all integers little-endian, saving base64's third::
 
     4-byte magic ("HESQ" request, "HESP" response), u8 version, u8 flags (bit 0: a
-    32-byte model hash follows the count), u16 ciphertext count, [model hash],
-    then per ciphertext a u32 length and the bytes.
+    32-byte model hash follows the count; bit 1: a u32 record count follows), u16
+    ciphertext count, [model hash], [records], then per ciphertext a u32 length and the bytes.
 
 Each ciphertext is an uncompressed SEAL blob; the service checks it further. Parsing
 is strict: an unknown version or field, a duplicate key, bad base64 or trailing bytes is
@@ -34,6 +38,9 @@ REQUEST_MAGIC, RESPONSE_MAGIC = b"HESQ", b"HESP"
 FRAME = struct.Struct("<4sBBH")
 LENGTH = struct.Struct("<I")
 HAS_MODEL_HASH = 0x01
+HAS_RECORDS = 0x02
+RECORDS = struct.Struct("<I")
+MAX_RECORDS = 1 << 20
 MAX_CIPHERTEXTS = 4096
 HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
 CREDENTIAL_NAMES = frozenset(name.lower() for name in (
@@ -53,6 +60,7 @@ class ScoreMessage:
 
     ciphertexts: tuple[bytes, ...]
     model_hash: str | None = None
+    records: int | None = None
 
 
 def media_type(content_type: str | None) -> str:
@@ -79,6 +87,8 @@ def encode(message: ScoreMessage, *, binary: bool, response: bool) -> tuple[byte
                       "ciphertexts": [base64.b64encode(c).decode("ascii") for c in message.ciphertexts]}
     if message.model_hash is not None:
         document["model_hash"] = message.model_hash
+    if message.records is not None:
+        document["records"] = message.records
     return json.dumps(document, separators=(",", ":")).encode(), JSON_TYPE
 
 
@@ -100,10 +110,13 @@ def decode(body: bytes, content_type: str | None, *, response: bool) -> ScoreMes
 
 
 def _encode_binary(message: ScoreMessage, magic: bytes) -> bytes:
-    flags = HAS_MODEL_HASH if message.model_hash is not None else 0
+    flags = (HAS_MODEL_HASH if message.model_hash is not None else 0) | (
+        HAS_RECORDS if message.records is not None else 0)
     parts = [FRAME.pack(magic, PROTOCOL_VERSION, flags, len(message.ciphertexts))]
     if message.model_hash is not None:
         parts.append(bytes.fromhex(message.model_hash))
+    if message.records is not None:
+        parts.append(RECORDS.pack(message.records))
     for ciphertext in message.ciphertexts:
         parts += [LENGTH.pack(len(ciphertext)), ciphertext]
     return b"".join(parts)
@@ -116,13 +129,18 @@ def _decode_binary(body: bytes, magic: bytes) -> ScoreMessage:
     if found != magic:
         raise BadRequest(f"binary message does not start with {magic.decode()}")
     _check_version(version)
-    if flags & ~HAS_MODEL_HASH:
+    if flags & ~(HAS_MODEL_HASH | HAS_RECORDS):
         raise BadRequest(f"binary message has unknown flags 0x{flags:02x}")
-    offset, model_hash = FRAME.size, None
+    offset, model_hash, records = FRAME.size, None, None
     if flags & HAS_MODEL_HASH:
         if len(body) < offset + 32:
             raise BadRequest("binary message is truncated in its model hash")
         model_hash, offset = body[offset:offset + 32].hex(), offset + 32
+    if flags & HAS_RECORDS:
+        if len(body) < offset + RECORDS.size:
+            raise BadRequest("binary message is truncated in its record count")
+        (records,), offset = RECORDS.unpack_from(body, offset), offset + RECORDS.size
+        _check_records(records)
     _check_count(count)
     ciphertexts = []
     for index in range(count):
@@ -136,7 +154,7 @@ def _decode_binary(body: bytes, magic: bytes) -> ScoreMessage:
         offset += length
     if offset != len(body):
         raise BadRequest(f"binary message has {len(body) - offset} bytes after its last ciphertext")
-    return ScoreMessage(tuple(ciphertexts), model_hash)
+    return ScoreMessage(tuple(ciphertexts), model_hash, records)
 
 
 def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
@@ -148,10 +166,10 @@ def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
         raise BadRequest("body must be a JSON object")
     if not response:
         refuse_credentials(document.keys(), body)
-    unknown = set(document) - {"version", "ciphertexts", "model_hash"}
+    unknown = set(document) - {"version", "ciphertexts", "model_hash", "records"}
     if unknown:
         raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; "
-                         "expected version, ciphertexts and optionally model_hash")
+                         "expected version, ciphertexts and optionally model_hash and records")
     if "version" not in document or "ciphertexts" not in document:
         raise BadRequest("missing field(s): a message needs version and ciphertexts")
     version = document["version"]
@@ -165,7 +183,12 @@ def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
     model_hash = document.get("model_hash")
     if model_hash is not None and (not isinstance(model_hash, str) or not HASH_PATTERN.fullmatch(model_hash)):
         raise BadRequest("model_hash must be 64 lowercase hex characters")
-    return ScoreMessage(tuple(_b64(c, i) for i, c in enumerate(ciphertexts)), model_hash)
+    records = document.get("records")
+    if records is not None:
+        if not isinstance(records, int) or isinstance(records, bool):
+            raise BadRequest("records must be an integer")
+        _check_records(records)
+    return ScoreMessage(tuple(_b64(c, i) for i, c in enumerate(ciphertexts)), model_hash, records)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -185,6 +208,11 @@ def _b64(text: str, index: int) -> bytes:
 def _check_version(version: int) -> None:
     if version != PROTOCOL_VERSION:
         raise BadRequest(f"protocol version {version} is not supported (this service speaks {PROTOCOL_VERSION})")
+
+
+def _check_records(records: int) -> None:
+    if not 1 <= records <= MAX_RECORDS:
+        raise BadRequest(f"records must be between 1 and {MAX_RECORDS}, not {records}")
 
 
 def _check_count(count: int) -> None:

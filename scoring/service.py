@@ -30,12 +30,14 @@ from .ckks import (
     runtime,
 )
 from .errors import (
+    BadRequest,
     CiphertextRejected,
     KeysNotFound,
     ModelMismatch,
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from .bulk import BulkKernel
 from .kernel import CoefficientKernel
 from .bundles import BundleCache, BundleSource, InlineBundle
 from .keys import PublicBundle, check_key_id, load_bundle
@@ -44,6 +46,12 @@ from .model import LinearModel, ModelError, load_model
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "SCORING_"
+# Azure Functions refuses request bodies over 100 MB and answers HTTP after 230 s; batches
+# stay below both: the body under 95 MB, the work under about a minute on one core.
+DEFAULT_MAX_BULK_REQUEST_BYTES = 95_000_000
+MAX_BULK_PRODUCTS = 1_000_000  # (used features x outputs) scalar products per batch
+BULK_LIMITS_MESSAGE = ("batch requests are capped at {cap} bytes, below Azure Functions' 100 MB request limit "
+                       "(and the work per batch stays well under its 230 s response limit)")
 KEYS_MISSING_MESSAGE = ("no key bundle is stored under key id {key_id}; upload the public keys first "
                         "(ScoringClient.upload_keys(), or PUT /api/keys/{key_id})")
 
@@ -57,12 +65,15 @@ class Settings:
         input_bound: ``SCORING_INPUT_BOUND``, for pickles: the largest ``|x_i|`` accepted.
         key_cache_entries: ``SCORING_KEY_CACHE_ENTRIES``, parsed bundles kept (LRU).
         max_request_bytes: ``SCORING_MAX_REQUEST_BYTES``; 0 sizes it from the model.
+        max_bulk_request_bytes: ``SCORING_MAX_BULK_REQUEST_BYTES``, the cap for batches
+            (95 MB by default, below Azure Functions' 100 MB); 0 turns the bulk path off.
     """
 
     model_path: str = ""
     input_bound: float | None = None
     key_cache_entries: int = 64
     max_request_bytes: int = 0
+    max_bulk_request_bytes: int = DEFAULT_MAX_BULK_REQUEST_BYTES
     parameters: CkksParameters = DEFAULT_PARAMETERS
 
     @classmethod
@@ -77,6 +88,8 @@ class Settings:
             input_bound=float(bound) if bound else None,
             key_cache_entries=int(env.get(ENV_PREFIX + "KEY_CACHE_ENTRIES", cls.key_cache_entries)),
             max_request_bytes=int(env.get(ENV_PREFIX + "MAX_REQUEST_BYTES", cls.max_request_bytes)),
+            max_bulk_request_bytes=int(env.get(ENV_PREFIX + "MAX_BULK_REQUEST_BYTES",
+                                               cls.max_bulk_request_bytes)),
         )
 
 
@@ -87,6 +100,7 @@ class ScoringService:
         self.settings = settings
         self.bundles = BundleCache(settings.key_cache_entries)
         self._kernel: CoefficientKernel | None = None
+        self._bulk: BulkKernel | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -104,6 +118,11 @@ class ScoringService:
                     self._kernel = self._build_kernel()
         return self._kernel
 
+    @property
+    def bulk(self) -> BulkKernel | None:
+        """The batch kernel, or None where a batch would not fit the request limits."""
+        return self._bulk if self.kernel is not None else None
+
     def _build_kernel(self) -> CoefficientKernel:
         if not self.settings.model_path:
             raise ServiceUnavailable("no model is configured: set SCORING_MODEL_PATH")
@@ -111,6 +130,7 @@ class ScoringService:
         try:
             model = load_model(self.settings.model_path, input_bound=self.settings.input_bound)
             kernel = CoefficientKernel(model, runtime(self.settings.parameters))
+            self._bulk = self._build_bulk(kernel)
         except (ModelError, ValueError) as exc:
             logger.error("cannot load model %s: %s", self.settings.model_path, exc)
             raise ServiceUnavailable("the model cannot be loaded; see the service log") from exc
@@ -118,6 +138,16 @@ class ScoringService:
                     Path(self.settings.model_path).name, model.estimator, model.n_features,
                     model.n_outputs, model.model_hash[:12], (time.perf_counter() - started) * 1e3)
         return kernel
+
+    def _build_bulk(self, kernel: CoefficientKernel) -> BulkKernel | None:
+        bulk = BulkKernel(kernel.model, kernel.rt)
+        used = len(bulk.encoding.features)
+        smallest = used * ciphertext_blob_size(kernel.rt, seeded=True)
+        if used * kernel.model.n_outputs > MAX_BULK_PRODUCTS or smallest > self.settings.max_bulk_request_bytes:
+            logger.info("no bulk path: %d features x %d outputs, %d bytes per batch at the least", used,
+                        kernel.model.n_outputs, smallest)
+            return None
+        return bulk
 
     @property
     def model(self) -> LinearModel:
@@ -130,6 +160,14 @@ class ScoringService:
         ciphertext = ciphertext_blob_size(runtime(self.settings.parameters), seeded=False)
         per_chunk = 4 * (ciphertext + 2) // 3 + 4
         return self.kernel.layout.n_chunks * per_chunk + 4096
+
+    def max_bulk_request_bytes(self) -> int:
+        """The cap for batch bodies: the largest legitimate batch, at most the configured cap."""
+        if self.bulk is None:
+            return 0
+        ciphertext = ciphertext_blob_size(runtime(self.settings.parameters), seeded=False)
+        largest = len(self.bulk.encoding.features) * (4 * (ciphertext + 2) // 3 + 4) + 4096
+        return min(largest, self.settings.max_bulk_request_bytes)
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -159,7 +197,9 @@ class ScoringService:
                 "output_scale": kernel.output_scale,
                 "layout": kernel.layout.to_dict(),
             },
-            "limits": {"max_request_bytes": self.max_request_bytes()},
+            "bulk": None if self.bulk is None else self.bulk.encoding.to_dict(),
+            "limits": {"max_request_bytes": self.max_request_bytes(),
+                       "max_bulk_request_bytes": self.max_bulk_request_bytes()},
         }
 
     def check_upload(self, key_id: str, body: bytes) -> bytes:
@@ -198,25 +238,59 @@ class ScoringService:
         """
         started = time.perf_counter()
         check_key_id(key_id)
-        cap = self.max_request_bytes()
-        if len(body) > cap:
-            raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {cap}")
+        single_cap, bulk_cap = self.max_request_bytes(), self.max_bulk_request_bytes()
+        if len(body) > max(single_cap, bulk_cap):
+            raise PayloadTooLarge(self._too_large(len(body), single_cap, bulk_cap))
         message = protocol.decode(body, content_type, response=False)
         kernel = self.kernel
         if message.model_hash is not None and message.model_hash != kernel.model.model_hash:
             raise ModelMismatch(f"request was made for model {message.model_hash}; "
                                 f"this service now serves {kernel.model.model_hash}")
+        if message.records is None and len(body) > single_cap:
+            raise PayloadTooLarge(f"request body is {len(body)} bytes; one record needs at most {single_cap}")
         public = self._bundle(key_id, bundle)
-        chunks = self._ciphertexts(message, kernel)
-        results = kernel.evaluate(chunks, public.encryptor)
+        if message.records is None:
+            results = kernel.evaluate(self._ciphertexts(message, kernel), public.encryptor)
+        else:
+            results = self._bulk_results(message, public)
         reply = protocol.ScoreMessage(tuple(kernel.rt.save_canonical(r) for r in results),
-                                      kernel.model.model_hash)
+                                      kernel.model.model_hash, message.records)
         binary = protocol.media_type(content_type) == protocol.BINARY_TYPE or (
             not content_type and body[:4] == protocol.REQUEST_MAGIC)
         out, out_type = protocol.encode(reply, binary=binary, response=True)
         logger.info("scored for key %s: %d bytes in, %d bytes out, %.2f ms", key_id[:12], len(body),
                     len(out), (time.perf_counter() - started) * 1e3)
         return out, out_type
+
+    @staticmethod
+    def _too_large(size: int, single_cap: int, bulk_cap: int) -> str:
+        if not bulk_cap:
+            return f"request body is {size} bytes; the limit is {single_cap}"
+        return f"request body is {size} bytes; " + BULK_LIMITS_MESSAGE.format(cap=bulk_cap)
+
+    def _bulk_results(self, message: protocol.ScoreMessage, public: PublicBundle) -> list[seal.Ciphertext]:
+        bulk = self.bulk
+        if bulk is None:
+            raise BadRequest("this model has no batch path (its batches would not fit the request "
+                             "limits); send one record per request")
+        encoding = bulk.encoding
+        if message.records > encoding.max_records:
+            raise BadRequest(f"a batch holds at most {encoding.max_records} records, not {message.records}")
+        if len(message.ciphertexts) != len(encoding.features):
+            raise CiphertextRejected(f"a batch for this model takes {len(encoding.features)} ciphertexts "
+                                     f"(one per feature with a nonzero weight), not {len(message.ciphertexts)}")
+        columns = [self._load(blob, encoding.input_scale, f"ciphertext {i}")
+                   for i, blob in enumerate(message.ciphertexts)]
+        return bulk.evaluate(columns, public.encryptor)
+
+    def _load(self, blob: bytes, scale: float, what: str) -> seal.Ciphertext:
+        rt = runtime(self.settings.parameters)
+        try:
+            return rt.load(seal.Ciphertext(), canonical_ciphertext(rt, blob, scale=scale, seeded_ok=True, what=what))
+        except BlobError as exc:
+            raise CiphertextRejected(str(exc)) from exc
+        except (RuntimeError, ValueError) as exc:
+            raise CiphertextRejected(f"{what} is not valid for the served parameters") from exc
 
     def _bundle(self, key_id: str, source: BundleSource | bytes | None) -> PublicBundle:
         if source is None or isinstance(source, bytes):
@@ -240,14 +314,4 @@ class ScoringService:
         if len(message.ciphertexts) != expected:
             raise CiphertextRejected(f"this model takes {expected} ciphertext(s) per record "
                                      f"({kernel.model.n_features} features), not {len(message.ciphertexts)}")
-        chunks = []
-        for index, blob in enumerate(message.ciphertexts):
-            try:
-                checked = canonical_ciphertext(kernel.rt, blob, scale=kernel.input_scale, seeded_ok=True,
-                                               what=f"ciphertext {index}")
-                chunks.append(kernel.rt.load(seal.Ciphertext(), checked))
-            except BlobError as exc:
-                raise CiphertextRejected(str(exc)) from exc
-            except (RuntimeError, ValueError) as exc:
-                raise CiphertextRejected(f"ciphertext {index} is not valid for the served parameters") from exc
-        return chunks
+        return [self._load(blob, kernel.input_scale, f"ciphertext {i}") for i, blob in enumerate(message.ciphertexts)]

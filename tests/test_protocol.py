@@ -106,7 +106,7 @@ def test_malformed_json_requests_say_what_is_wrong(body, message):
     (lambda b: b[:5], "shorter than its frame"),
     (lambda b: b"HESX" + b[4:], "does not start with HESQ"),
     (lambda b: b[:4] + b"\x09" + b[5:], "version 9"),
-    (lambda b: b[:5] + b"\x03" + b[6:], "unknown flags"),
+    (lambda b: b[:5] + b"\x05" + b[6:], "unknown flags"),
     (lambda b: b[:-1], "truncated in ciphertext 0"),
     (lambda b: b + b"\x00", "bytes after its last ciphertext"),
     (lambda b: b[:6] + b"\x00\x00" + b[8:], "1 to 4096"),
