@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
+PEER := .venv-peer/bin/python
 
 .PHONY: demo test serve bench install azurite clean
 
@@ -20,7 +21,7 @@ test: install azurite  ## the test suite (starts and stops its own Azurite and h
 serve: install azurite  ## Azurite + the Functions app on 127.0.0.1:7071 until Ctrl-C
 	$(PY) -m demo.serve
 
-bench: install azurite  ## benchmark: prints a table, writes bench/results.json
+bench: install azurite $(PEER)  ## benchmark (with the peer encrypted-inference 0.9): table + bench/results.json
 	$(PY) -m bench
 
 install: $(STAMP)
@@ -35,5 +36,10 @@ azurite: $(AZURITE)
 $(AZURITE):
 	$(PY) -c "from devhost.azurite import ensure_installed; ensure_installed('.')"
 
+# The peer the benchmark compares with, in a venv of its own (it needs only numpy).
+$(PEER):
+	$(PYTHON) -m venv .venv-peer
+	.venv-peer/bin/python -m pip install --quiet --disable-pip-version-check encrypted-inference==0.9 numpy==2.4.6
+
 clean:
-	rm -rf $(VENV) .tools .pytest_cache models
+	rm -rf $(VENV) .venv-peer .tools .pytest_cache models

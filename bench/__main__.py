@@ -1,10 +1,15 @@
-"""``make bench``: measure the single-record path and print the figures the README reports.
+"""``make bench``: measure both paths and the peer; print the figures the README reports.
 
 With ../shared present (or SCORING_MODEL_PATH / MNIST_DIR set) it uses the original
 tutorial's model on the MNIST test set; otherwise the digits model on held-out digits.
-Prints a table against the targets and writes bench/results.json.
+Measures the single-record path (server compute, bytes, client costs, HTTP latency), the
+batch path (images per second, server only and end to end, for batch sizes 1 to 4096),
+accuracy against plaintext on every image, and side by side the peer
+``encrypted-inference==0.9`` on the same model and images (from ``.venv-peer``, which
+``make bench`` creates). Prints a table against the targets and writes bench/results.json.
 
-Environment: BENCH_HTTP_REQUESTS (default 200), BENCH_ACCURACY_RECORDS (default: all).
+Environment: BENCH_HTTP_REQUESTS (default 200), BENCH_ACCURACY_RECORDS (default: all),
+BENCH_PEER_IMAGES (default 3; the peer needs 20-30 s of server time per image).
 """
 
 from __future__ import annotations
@@ -111,7 +116,9 @@ def main() -> int:
         "response_json_bytes": len(replies[False][0]),
     })
     results.update(accuracy(service, keys, info, model, X, y))
+    results.update(bulk_server(service, keys, info, model, X))
     results.update(http_latency(model_path, X))
+    results.update(peer(model_path, X, model, results))
 
     print_table(results)
     out = ROOT / "bench" / "results.json"
@@ -141,68 +148,167 @@ def accuracy(service, keys, info, model, X, y) -> dict:
             "accuracy_seconds": time.perf_counter() - started}
 
 
+BATCH_SIZES = (1, 8, 64, 512, 4096)
+
+
+def bulk_server(service, keys, info, model, X) -> dict:
+    """Batch path, server only: images per second per batch size; accuracy on every image."""
+    from scoring import protocol
+
+    encoding, out = info.bulk, {}
+    if encoding is None:
+        return {"bulk": "not offered for this model"}
+    for size in BATCH_SIZES:
+        batch = np.resize(X, (size, X.shape[1])) if size > len(X) else X[:size]
+        body, content_type = protocol.encode(protocol.ScoreMessage(keys.encrypt_columns(encoding, batch),
+                                                                   info.model_hash, size), binary=True,
+                                             response=False)
+        samples = timed(lambda: service.score(keys.key_id, keys.public_bundle(), body, content_type),
+                        3 if size >= 512 else 5)
+        reply, reply_type = service.score(keys.key_id, keys.public_bundle(), body, content_type)
+        out[f"bulk_server_images_per_s_{size}"] = size / (statistics.median(samples) / 1e3)
+        out[f"bulk_bytes_up_per_image_{size}"] = len(body) / size
+        out[f"bulk_bytes_down_per_image_{size}"] = len(reply) / size
+    worst, agree = 0.0, 0
+    for start in range(0, len(X), encoding.max_records):
+        batch = X[start:start + encoding.max_records]
+        body, content_type = protocol.encode(protocol.ScoreMessage(keys.encrypt_columns(encoding, batch),
+                                                                   info.model_hash, len(batch)), binary=True,
+                                             response=False)
+        reply = protocol.decode(*service.score(keys.key_id, keys.public_bundle(), body, content_type),
+                                response=True)
+        scores = keys.decrypt_columns(encoding, reply.ciphertexts, len(batch))
+        plain = model.decision_function(batch)
+        worst = max(worst, float(np.abs(scores - plain).max()))
+        agree += int((scores.argmax(axis=1) == plain.argmax(axis=1)).sum())
+    out.update(bulk_argmax_agreement=agree, bulk_records=len(X), bulk_max_abs_error=worst)
+    return out
+
+
 def http_latency(model_path: str, X: np.ndarray) -> dict:
-    """Warm end-to-end latency of one record over HTTP: local host + Azurite, client included."""
+    """Over HTTP through the local host and Azurite, client included, warm.
+
+    Single path: latency of one record. Batch path: images per second end to end (parallel
+    encryption, the request, decryption) per batch size.
+    """
     from client import ScoringClient
     from devhost import Azurite, LocalFunctionsHost, ensure_installed
 
     requests_count = int(os.environ.get("BENCH_HTTP_REQUESTS", "200"))
     ensure_installed(ROOT)
+    out: dict = {"http_requests": requests_count}
     with Azurite(port=0) as azurite:
         os.environ.update(SCORING_STORAGE=azurite.connection_string, SCORING_KEYS_CONTAINER="benchkeys",
                           SCORING_MODEL_PATH=model_path)
         host = LocalFunctionsHost(ROOT, port=0, load_local_settings=False)
         host.start()
         try:
-            client = ScoringClient(host.url)
-            record = client.encrypt(X[0])
-            client.score(record)  # warm: keys uploaded, model loaded, bundle cached
-            round_trip = timed(lambda: client.score(record), requests_count)
-            full = timed(lambda: client.decrypt(client.score(client.encrypt(X[1]))), requests_count // 2)
-            client.delete_keys()
+            with ScoringClient(host.url, bulk_threshold=1, progress=False) as client:
+                record = client.encrypt(X[0])
+                client.score(record)  # warm: keys uploaded, model loaded, bundle cached
+                round_trip = timed(lambda: client.score(record), requests_count)
+                full = timed(lambda: client.decrypt(client.score(client.encrypt(X[1]))), requests_count // 2)
+                out.update(http_score_p50_ms=percentile(round_trip, 50), http_score_p99_ms=percentile(round_trip, 99),
+                           http_encrypt_score_decrypt_p50_ms=percentile(full, 50),
+                           http_encrypt_score_decrypt_p99_ms=percentile(full, 99))
+                if client.describe_model().bulk is not None:
+                    client.score_batches(np.resize(X, (8192, X.shape[1])))  # warm: worker processes started
+                    for size in BATCH_SIZES:
+                        batch = np.resize(X, (size, X.shape[1])) if size > len(X) else X[:size]
+                        samples = timed(lambda: client.score_batches(batch), 2 if size >= 512 else 3)
+                        out[f"bulk_e2e_images_per_s_{size}"] = size / (statistics.median(samples) / 1e3)
+                client.delete_keys()
         finally:
             host.stop()
-    return {"http_requests": requests_count,
-            "http_score_p50_ms": percentile(round_trip, 50), "http_score_p99_ms": percentile(round_trip, 99),
-            "http_encrypt_score_decrypt_p50_ms": percentile(full, 50),
-            "http_encrypt_score_decrypt_p99_ms": percentile(full, 99)}
+    return out
+
+
+def peer(model_path: str, X: np.ndarray, model, ours: dict) -> dict:
+    """The peer encrypted-inference 0.9 on the same model and images, in its own venv."""
+    import subprocess
+    import tempfile
+
+    python = ROOT / ".venv-peer" / "bin" / "python"
+    count = int(os.environ.get("BENCH_PEER_IMAGES", "3"))
+    if not python.exists() or count <= 0:
+        return {"peer": "not run (make bench creates .venv-peer with encrypted-inference==0.9)"}
+    from scoring.model import export_model, load_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        artifact = export_model(load_model(model_path), Path(folder) / "model.json")
+        np.save(Path(folder) / "images.npy", X[:count])
+        print(f"  peer: encrypted-inference 0.9 on {count} image(s), about 30 s each", flush=True)
+        done = subprocess.run([str(python), str(ROOT / "bench" / "peer.py"), str(artifact),
+                               str(Path(folder) / "images.npy"), str(count)],
+                              capture_output=True, text=True, check=True, timeout=60 * (count + 2))
+    result = json.loads(done.stdout)
+    scores = np.array(result.pop("scores"))
+    plain = model.decision_function(X[:count])
+    result.update(images=count, max_abs_error=float(np.abs(scores - plain).max()),
+                  argmax_agreement=int((scores.argmax(axis=1) == plain.argmax(axis=1)).sum()))
+    return {"peer_" + key: value for key, value in result.items()} | {
+        "peer_server_ratio": result["server_s"] * 1e3 / ours["server_request_binary_ms"],
+        "peer_keys_ratio": result["public_keys_bytes"] / ours["key_bundle_bytes"]}
 
 
 TARGETS = [
-    ("server_kernel_unprotected_ms", "server compute, kernel only (ms)", "<= 1", lambda v: v <= 1),
-    ("server_kernel_protected_ms", "server compute with model privacy (ms)", "<= 4", lambda v: v <= 4),
-    ("server_request_binary_ms", "server, whole binary request (ms)", "", None),
-    ("server_request_json_ms", "server, whole JSON request (ms)", "", None),
-    ("request_binary_bytes", "request bytes (binary)", "<= 70 KB", lambda v: v <= 70_000),
-    ("request_json_bytes", "request bytes (JSON)", "", None),
-    ("response_binary_bytes", "response bytes (binary)", "<= 135 KB", lambda v: v <= 135_000),
-    ("response_json_bytes", "response bytes (JSON)", "", None),
+    ("server_kernel_unprotected_ms", "single: server compute, bare product (ms)", "<= 1", lambda v: v <= 1),
+    ("server_kernel_protected_ms", "single: server compute, model privacy (ms)", "<= 4", lambda v: v <= 4),
+    ("server_request_binary_ms", "single: server, whole binary request (ms)", "", None),
+    ("server_request_json_ms", "single: server, whole JSON request (ms)", "", None),
+    ("request_binary_bytes", "single: request bytes (binary)", "<= 70 KB", lambda v: v <= 70_000),
+    ("request_json_bytes", "single: request bytes (JSON)", "", None),
+    ("response_binary_bytes", "single: response bytes (binary)", "<= 135 KB", lambda v: v <= 135_000),
+    ("response_json_bytes", "single: response bytes (JSON)", "", None),
     ("key_bundle_bytes", "key bundle bytes", "<= 140 KB", lambda v: v <= 140_000),
     ("key_generation_ms", "client key generation (ms)", "", None),
-    ("encrypt_ms", "client encryption (ms)", "", None),
-    ("decrypt_ms", "client decryption (ms)", "", None),
-    ("max_abs_error", "max |encrypted - plaintext|", "<= 1e-5", lambda v: v <= 1e-5),
-    ("argmax_agreement", "argmax agreement", "all records", None),
+    ("encrypt_ms", "client encryption, one record (ms)", "", None),
+    ("decrypt_ms", "client decryption, one record (ms)", "", None),
+    ("max_abs_error", "single: max |encrypted - plaintext|", "<= 1e-5", lambda v: v <= 1e-5),
+    ("argmax_agreement", "single: argmax agreement", "all", None),
     ("plaintext_accuracy", "plaintext accuracy", "", None),
-    ("http_score_p50_ms", "HTTP score round trip p50 (ms)", "", None),
-    ("http_score_p99_ms", "HTTP score round trip p99 (ms)", "", None),
-    ("http_encrypt_score_decrypt_p50_ms", "encrypt+HTTP+decrypt p50 (ms)", "", None),
-    ("http_encrypt_score_decrypt_p99_ms", "encrypt+HTTP+decrypt p99 (ms)", "", None),
+    ("http_score_p50_ms", "single: HTTP score p50 (ms)", "", None),
+    ("http_score_p99_ms", "single: HTTP score p99 (ms)", "", None),
+    ("http_encrypt_score_decrypt_p50_ms", "single: encrypt+HTTP+decrypt p50 (ms)", "<= 30", lambda v: v <= 30),
+    ("http_encrypt_score_decrypt_p99_ms", "single: encrypt+HTTP+decrypt p99 (ms)", "", None),
+    *[(f"bulk_server_images_per_s_{size}", f"bulk {size:>4}: server images/s",
+       ">= 3,000" if size == 4096 else "", (lambda v: v >= 3000) if size == 4096 else None) for size in BATCH_SIZES],
+    *[(f"bulk_e2e_images_per_s_{size}", f"bulk {size:>4}: end-to-end images/s",
+       ">= 1,000" if size == 4096 else "", (lambda v: v >= 1000) if size == 4096 else None) for size in BATCH_SIZES],
+    ("bulk_bytes_up_per_image_4096", "bulk 4096: bytes up per image", "", None),
+    ("bulk_bytes_down_per_image_4096", "bulk 4096: bytes down per image", "", None),
+    ("bulk_max_abs_error", "bulk: max |encrypted - plaintext|", "", None),
+    ("bulk_argmax_agreement", "bulk: argmax agreement", "all", None),
+    ("peer_server_s", "peer 0.9: server per image (s)", "", None),
+    ("peer_server_ratio", "peer / ours, server time per image", "", None),
+    ("peer_public_keys_bytes", "peer 0.9: public keys bytes", "", None),
+    ("peer_request_bytes", "peer 0.9: request bytes", "", None),
+    ("peer_response_bytes", "peer 0.9: response bytes", "", None),
+    ("peer_max_abs_error", "peer 0.9: max |encrypted - plaintext|", "", None),
 ]
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'measure':<42} {'value':>14}  {'target':<12} met")
+    print(f"\n{'measure':<46} {'value':>14}  {'target':<10} met")
     for key, title, target, check in TARGETS:
+        if key not in results:
+            continue
         value = results[key]
-        if key == "argmax_agreement":
-            met = "yes" if value == results["accuracy_records"] else "NO"
-            shown = f"{value:,}/{results['accuracy_records']:,}"
+        met = "" if check is None else ("yes" if check(value) else "NO")
+        if key.endswith("argmax_agreement"):
+            total = results["bulk_records" if key.startswith("bulk") else "accuracy_records"]
+            met = "yes" if value == total else "NO"
+            shown = f"{value:,}/{total:,}"
+        elif isinstance(value, float) and value < 1e-2:
+            shown = f"{value:.3g}"
+        elif isinstance(value, float):
+            shown = f"{value:,.2f}"
         else:
-            met = "" if check is None else ("yes" if check(value) else "NO")
-            shown = f"{value:,.3g}" if isinstance(value, float) and value < 1e-2 else (
-                f"{value:,.2f}" if isinstance(value, float) else f"{value:,}")
-        print(f"{title:<42} {shown:>14}  {target:<12} {met}")
+            shown = f"{value:,}"
+        print(f"{title:<46} {shown:>14}  {target:<10} {met}")
+    for key in ("bulk", "peer"):
+        if key in results:
+            print(f"{key}: {results[key]}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ BULK_COLUMN_SECONDS = 0.002
 BULK_COLUMN_BYTES = 66_000
 ASSUMED_BANDWIDTH = 12.5e6  # bytes per second (100 Mbit/s)
 PARALLEL_MIN_COLUMNS = 1024  # below this, starting worker processes costs more than it saves
+# (once started, the workers are kept for the client's life and used for every batch)
 
 
 def bulk_pays_off(records: int, encoding: BulkEncoding | None, *, bandwidth: float = ASSUMED_BANDWIDTH) -> bool:
@@ -54,6 +55,10 @@ class ColumnEncryptor:
         self.encoding = encoding
         self.processes = max(1, processes or os.cpu_count() or 1)
         self._pool: futures.ProcessPoolExecutor | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
 
     def encrypt(self, X: np.ndarray, *, parallel: bool) -> tuple[bytes, ...]:
         if not parallel or self.processes == 1:
@@ -107,7 +112,7 @@ def stream(X: np.ndarray, encryptor: ColumnEncryptor, send: Callable[[tuple[byte
     from tqdm.auto import tqdm
 
     size = encryptor.encoding.max_records
-    parallel = len(encryptor.encoding.features) * math.ceil(len(X) / size) >= PARALLEL_MIN_COLUMNS
+    parallel = encryptor.started or len(encryptor.encoding.features) * math.ceil(len(X) / size) >= PARALLEL_MIN_COLUMNS
     results: list[np.ndarray] = []
     with futures.ThreadPoolExecutor(1) as wire, tqdm(total=len(X), unit="record", disable=not progress,
                                                       desc="encrypted scoring") as bar:
