@@ -6,11 +6,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+REQUIREMENTS := requirements.txt requirements-aml.txt requirements-dev.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12)
 AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
 PEER := .venv-peer/bin/python
 
-.PHONY: demo test serve bench install azurite clean
+.PHONY: demo test serve serve-aml bench install azurite clean
 
 demo: install azurite  ## full encrypted round trip over HTTP with Azurite, then clean up
 	$(PY) -m demo
@@ -21,12 +22,15 @@ test: install azurite  ## the test suite (starts and stops its own Azurite and h
 serve: install azurite  ## Azurite + the Functions app on 127.0.0.1:7071 until Ctrl-C
 	$(PY) -m demo.serve
 
+serve-aml: install azurite  ## score.py under azmlinfsrv on 127.0.0.1:5001, with Azurite, until Ctrl-C
+	$(PY) -m demo.serve_aml --azurite
+
 bench: install azurite $(PEER)  ## benchmark (with the peer encrypted-inference 0.9): table + bench/results.json
 	$(PY) -m bench
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@

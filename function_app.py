@@ -13,21 +13,22 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
 from hosts import functions as host
+from hosts.storage import KEYS_CONTAINER_SETTING, STORAGE_SETTING
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-KEYS_BLOB = f"%{host.KEYS_CONTAINER_SETTING}%/{{key_id}}"
+KEYS_BLOB = f"%{KEYS_CONTAINER_SETTING}%/{{key_id}}"
 
 
 @app.route(route="score/{key_id}", methods=["POST"])
-@app.blob_input(arg_name="bundle", path=KEYS_BLOB, connection=host.STORAGE_SETTING)
+@app.blob_input(arg_name="bundle", path=KEYS_BLOB, connection=STORAGE_SETTING)
 def score(req: func.HttpRequest, bundle: blob.BlobClient) -> func.HttpResponse:
     return host.score(req, bundle)
 
 
 @app.route(route="keys/{key_id}", methods=["PUT"])
-@app.blob_input(arg_name="existing", path=KEYS_BLOB, connection=host.STORAGE_SETTING)
-@app.blob_output(arg_name="stored", path=KEYS_BLOB, connection=host.STORAGE_SETTING,
+@app.blob_input(arg_name="existing", path=KEYS_BLOB, connection=STORAGE_SETTING)
+@app.blob_output(arg_name="stored", path=KEYS_BLOB, connection=STORAGE_SETTING,
                  data_type=func.DataType.BINARY)
 def put_keys(req: func.HttpRequest, existing: blob.BlobClient, stored: func.Out[bytes]) -> func.HttpResponse:
     return host.put_keys(req, existing, stored)

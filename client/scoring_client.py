@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import logging
 from dataclasses import dataclass
 
@@ -112,7 +114,9 @@ class ScoringClient:
     """A client for the encrypted scoring service (Azure Functions or the container).
 
     Args:
-        endpoint: the service's base URL, e.g. ``https://myapp.azurewebsites.net``.
+        endpoint: the service's base URL, e.g. ``https://myapp.azurewebsites.net``, or the
+            container's scoring URL, ending in ``/score`` (Azure ML endpoint, ACI,
+            ``make serve-aml``), which answers every call on that one URL (docs/aml.md).
         function_key: the Azure Functions key, sent as ``x-functions-key`` (never in the URL).
         timeout: seconds for each HTTP request.
         keys: existing keys (e.g. from :func:`client.load_secret_key`); generated if None.
@@ -132,7 +136,10 @@ class ScoringClient:
                  route_prefix: str = "api", session: requests.Session | None = None,
                  bulk_threshold: int | None = None, processes: int | None = None,
                  progress: bool | None = None) -> None:
-        self.base_url = endpoint.rstrip("/") + ("/" + route_prefix.strip("/") if route_prefix else "")
+        endpoint = endpoint.rstrip("/")
+        self.single_route = endpoint.endswith("/score")  # the container: one URL for every call
+        self.base_url = endpoint if self.single_route else (
+            endpoint + ("/" + route_prefix.strip("/") if route_prefix else ""))
         self.timeout = timeout
         self.binary = binary
         self._keys = keys
@@ -153,10 +160,19 @@ class ScoringClient:
     # -- HTTP ----------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs) -> requests.Response:
-        response = self.session.request(method, f"{self.base_url}/{path}", timeout=self.timeout, **kwargs)
+        response = self.session.request(method, self._url(path), timeout=self.timeout, **kwargs)
         if response.status_code >= 400:
             raise ServiceError(response)
         return response
+
+    def _url(self, path: str) -> str:
+        """``<base>/<path>`` on the function; the container's one URL for the rest."""
+        if not self.single_route:
+            return f"{self.base_url}/{path}"
+        if path.startswith("keys/"):
+            raise NotImplementedError("the container takes no key uploads: use upload_keys_to_blob() "
+                                      "(the storage it reads), or let score() send the bundle inline")
+        return self.base_url
 
     def describe_model(self, *, refresh: bool = False) -> ModelInfo:
         """What the served model takes and returns (cached; ``refresh`` asks again)."""
@@ -245,25 +261,43 @@ class ScoringClient:
         return EncryptedScores(reply.ciphertexts, reply.model_hash)
 
     def _send(self, message: protocol.ScoreMessage) -> protocol.ScoreMessage:
-        if self._uploaded != self.keys.key_id:
-            self.upload_keys()
-        body, content_type = protocol.encode(message, binary=self.binary, response=False)
-        try:
-            response = self._post_score(body, content_type)
-        except ServiceError as exc:
-            if exc.code != "keys_not_found":
-                raise
-            self.upload_keys()  # deleted or expired on the service: upload again, once
-            response = self._post_score(body, content_type)
+        if self.single_route and self._uploaded != self.keys.key_id:
+            response = self._post_inline(message)  # the container holds no bundle of ours
+        else:
+            response = self._post_stored(message)
         reply = protocol.decode(response.content, response.headers.get("content-type"), response=True)
         if reply.model_hash != message.model_hash:
             raise ValueError(f"scores come from model {reply.model_hash}, not the described {message.model_hash}; "
                              "call describe_model(refresh=True)")
         return reply
 
+    def _post_stored(self, message: protocol.ScoreMessage) -> requests.Response:
+        if self._uploaded != self.keys.key_id:
+            self.upload_keys()
+        body, content_type = protocol.encode(message, binary=self.binary, response=False)
+        try:
+            return self._post_score(body, content_type)
+        except ServiceError as exc:
+            if exc.code != "keys_not_found":
+                raise
+            if self.single_route:  # gone from the container's storage: send the bundle along
+                self._uploaded = None
+                return self._post_inline(message)
+            self.upload_keys()  # deleted or expired on the service: upload again, once
+            return self._post_score(body, content_type)
+
     def _post_score(self, body: bytes, content_type: str) -> requests.Response:
-        return self._request("POST", f"score/{self.keys.key_id}", data=body,
-                             headers={"content-type": content_type, "accept": content_type})
+        headers = {"content-type": content_type, "accept": content_type}
+        if self.single_route:
+            headers["x-key-id"] = self.keys.key_id
+        return self._request("POST", f"score/{self.keys.key_id}", data=body, headers=headers)
+
+    def _post_inline(self, message: protocol.ScoreMessage) -> requests.Response:
+        """The container's JSON document: key id, score message and the public bundle."""
+        data, _ = protocol.encode(message, binary=False, response=False)
+        document = {"key_id": self.keys.key_id, "data": json.loads(data),
+                    "keys": base64.b64encode(self.public_bundle()).decode("ascii")}
+        return self._request("POST", "score", json=document, headers={"accept": protocol.JSON_TYPE})
 
     def decrypt(self, scores: EncryptedScores) -> np.ndarray:
         """Decrypt one record's scores, shape (outputs,).

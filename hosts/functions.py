@@ -16,7 +16,7 @@ from pathlib import Path
 import azure.functions as func
 from azure.storage.blob import BlobClient
 
-from scoring.errors import InternalError, KeysNotFound, PayloadTooLarge, ScoringError, error_body
+from scoring.errors import KeysNotFound, PayloadTooLarge, error_body
 from scoring.keys import MAX_BUNDLE_BYTES, check_key_id
 from scoring.protocol import refuse_credentials
 from scoring.service import ScoringService, Settings
@@ -26,9 +26,6 @@ from . import storage
 logger = logging.getLogger(__name__)
 
 APP_DIR = Path(__file__).resolve().parent.parent
-STORAGE_SETTING = "SCORING_STORAGE"
-KEYS_CONTAINER_SETTING = "SCORING_KEYS_CONTAINER"
-DEFAULT_KEYS_CONTAINER = "hekeys"
 JSON_TYPE = "application/json"
 
 _service: ScoringService | None = None
@@ -52,19 +49,10 @@ def respond(call: Callable[[], func.HttpResponse]) -> func.HttpResponse:
     """Run a handler; map every ScoringError to its status and JSON body, hide the rest."""
     try:
         return call()
-    except ScoringError as exc:
-        logger.info("refused with %d %s: %s", exc.status, exc.code, exc.message)
-        return func.HttpResponse(error_body(exc), status_code=exc.status, mimetype=JSON_TYPE,
-                                 headers=exc.headers)
-    except storage.AzureError as exc:
-        error = storage.unavailable(exc)
-        logger.warning("storage error: %s", type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - the caller must never see a traceback
+        error = storage.error_for(exc)
         return func.HttpResponse(error_body(error), status_code=error.status, mimetype=JSON_TYPE,
                                  headers=error.headers)
-    except Exception:  # noqa: BLE001 - the caller must never see a traceback
-        logger.exception("unexpected failure")
-        error = InternalError("internal error; see the service log")
-        return func.HttpResponse(error_body(error), status_code=500, mimetype=JSON_TYPE)
 
 
 def json_response(document: dict, status: int = 200) -> func.HttpResponse:
@@ -108,8 +96,8 @@ def delete_keys(req: func.HttpRequest) -> func.HttpResponse:
 
     def handle() -> func.HttpResponse:
         key_id = check_key_id(req.route_params.get("key_id", ""))
-        container = os.environ.get(KEYS_CONTAINER_SETTING, DEFAULT_KEYS_CONTAINER)
-        existed = storage.delete_blob(STORAGE_SETTING, container, key_id)
+        container = os.environ.get(storage.KEYS_CONTAINER_SETTING, storage.DEFAULT_KEYS_CONTAINER)
+        existed = storage.delete_blob(storage.STORAGE_SETTING, container, key_id)
         service().forget(key_id)
         if not existed:
             raise KeysNotFound(f"no key bundle is stored under key id {key_id}")

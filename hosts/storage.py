@@ -9,6 +9,7 @@ string (``UseDevelopmentStorage=true`` included), or identity-based:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 from azure.core.exceptions import (
@@ -20,10 +21,14 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, LinearRetry
 
-from scoring.errors import KeysRejected, ScoringError, ServiceUnavailable
+from scoring.errors import InternalError, KeysRejected, ScoringError, ServiceUnavailable
 from scoring.keys import MAX_BUNDLE_BYTES
 
+STORAGE_SETTING = "SCORING_STORAGE"  # the connection setting name both hosts use
+KEYS_CONTAINER_SETTING = "SCORING_KEYS_CONTAINER"
+DEFAULT_KEYS_CONTAINER = "hekeys"
 RETRY_AFTER_SECONDS = "5"
+logger = logging.getLogger(__name__)
 # Fail fast when storage is down: the caller gets a 503 with Retry-After instead of a hang.
 CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20,
                   "retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0.2, retry_total=1)}
@@ -102,6 +107,21 @@ def _storage_error(exc: AzureError) -> ScoringError:
     if is_unreachable(exc):
         return unavailable(exc)
     return ServiceUnavailable(f"blob storage refused the request ({type(exc).__name__})")
+
+
+def error_for(exc: Exception) -> ScoringError:
+    """The ScoringError a host answers for any exception: itself, 503 for storage, else 500.
+
+    Logs what the caller does not see. Both hosts map errors through this one function.
+    """
+    if isinstance(exc, ScoringError):
+        logger.info("refused with %d %s: %s", exc.status, exc.code, exc.message)
+        return exc
+    if isinstance(exc, AzureError):
+        logger.warning("storage error: %s", type(exc).__name__)
+        return unavailable(exc)
+    logger.error("unexpected failure", exc_info=exc)
+    return InternalError("internal error; see the service log")
 
 
 def delete_blob(setting: str, container: str, name: str) -> bool:
