@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-REQUIREMENTS := requirements.txt requirements-aml.txt requirements-dev.txt
+REQUIREMENTS := requirements.txt requirements-aml.txt requirements-dev.txt requirements-notebook.txt pyproject.toml
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12)
 AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
 PEER := .venv-peer/bin/python
@@ -33,6 +33,7 @@ install: $(STAMP)
 $(STAMP): $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
 azurite: $(AZURITE)

@@ -30,6 +30,7 @@ from scoring.ckks import (
 )
 from scoring.bulk import BulkEncoding
 from scoring.kernel import RecordEncoding
+from scoring.errors import KeysRejected
 from scoring.keys import build_bundle, key_id_of, parse_bundle
 
 SECRET_FILE_MAGIC = b"HESECRET"
@@ -45,17 +46,23 @@ class SecretKeys:
 
     parameters: CkksParameters
     secret_key: seal.SecretKey = field(repr=False)
-    public_key: seal.PublicKey = field(repr=False)
+    public_key_blob: bytes = field(repr=False)
     _bundle: bytes = field(default=b"", repr=False)
 
     @classmethod
     def generate(cls, parameters: CkksParameters = DEFAULT_PARAMETERS) -> SecretKeys:
-        """Generate a fresh key pair."""
+        """Generate a fresh key pair.
+
+        The public key is SEAL's, in its seeded form: a symmetric encryption of zero whose
+        random part is given by a seed (this is how SEAL's KeyGenerator makes public keys).
+        The service expands the seed itself, so the client cannot choose that part, which
+        re-randomization relies on; and the bundle is half the size.
+        """
         rt = runtime(parameters)
         generator = seal.KeyGenerator(rt.context)
-        public_key = seal.PublicKey()
-        generator.create_public_key(public_key)
-        return cls(parameters, generator.secret_key(), public_key)
+        secret_key = generator.secret_key()
+        zero = seal.Encryptor(rt.context, secret_key).encrypt_zero_symmetric(rt.context.key_parms_id())
+        return cls(parameters, secret_key, rt.save_canonical(zero))
 
     @property
     def runtime(self) -> SealRuntime:
@@ -64,7 +71,7 @@ class SecretKeys:
     def public_bundle(self) -> bytes:
         """The bytes to upload: parameters and public key, nothing secret."""
         if not self._bundle:
-            self._bundle = build_bundle(self.runtime, self.public_key)
+            self._bundle = build_bundle(self.public_key_blob, self.parameters)
         return self._bundle
 
     @property
@@ -182,10 +189,9 @@ def load_secret_key(path: str | Path) -> SecretKeys:
     try:
         _, public_key_blob = parse_bundle(public, served=(parameters,))
         secret_key = rt.load(seal.SecretKey(), secret)
-        public_key = rt.load(seal.PublicKey(), public_key_blob)
-    except (BlobError, RuntimeError, ValueError) as exc:
+    except (BlobError, KeysRejected, RuntimeError, ValueError) as exc:
         raise ValueError(f"{path}: corrupt secret key file") from exc
-    return SecretKeys(parameters, secret_key, public_key, public)
+    return SecretKeys(parameters, secret_key, public_key_blob, public)
 
 
 def _chunk(data: bytes, offset: int) -> tuple[bytes, int]:

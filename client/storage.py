@@ -6,7 +6,7 @@ credentials stay with this client: the scoring service is only ever told the key
 
 from __future__ import annotations
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from scoring.keys import key_id_of, parse_bundle
@@ -42,3 +42,13 @@ def upload_bundle(bundle: bytes, *, connection_string: str | None = None, accoun
     key_id = key_id_of(bundle)
     container_client.upload_blob(key_id, bundle, overwrite=True)
     return key_id
+
+
+def delete_bundle(key_id: str, *, connection_string: str, container: str = "hekeys") -> bool:
+    """Delete ``<container>/<key_id>`` straight from your blob storage; False if it was not there."""
+    blob = BlobServiceClient.from_connection_string(connection_string).get_blob_client(container, key_id)
+    try:
+        blob.delete_blob()
+    except ResourceNotFoundError:
+        return False
+    return True

@@ -345,13 +345,14 @@ def _check_array_header(body: bytes, offset: int, words: int, what: str) -> None
 
 
 def canonical_ciphertext(rt: SealRuntime, blob: bytes, *, scale: float, seeded_ok: bool,
-                         what: str = "ciphertext") -> bytes:
+                         seeded_only: bool = False, what: str = "ciphertext") -> bytes:
     """Check a stranger's two-part NTT-form ciphertext blob and return it uncompressed.
 
     Every field is compared with what the served parameters imply: parameter id, NTT
     form, two parts, ring degree, modulus count, scale and the exact coefficient count.
     A seeded ciphertext (its second part replaced by a PRNG seed) is accepted when
-    ``seeded_ok``. SEAL's loader then checks each coefficient against the modulus.
+    ``seeded_ok``, and required when ``seeded_only``. SEAL's loader then checks each
+    coefficient against the modulus.
 
     Raises:
         BlobError: with a message that names the first thing that is wrong.
@@ -360,6 +361,9 @@ def canonical_ciphertext(rt: SealRuntime, blob: bytes, *, scale: float, seeded_o
     full = CIPHERTEXT_DATA_OFFSET + 8 * 2 * poly_words
     seeded = CIPHERTEXT_DATA_OFFSET + 8 * poly_words + PRNG_INFO_SIZE
     body = decompress_body(blob, limit=full)
+    if seeded_only and len(body) == full:
+        raise BlobError(f"{what}: must be in seeded form (its random part is expanded here from the seed, "
+                        "so that it cannot be chosen); SecretKeys.generate() makes it so")
     if len(body) not in ((full, seeded) if seeded_ok else (full,)):
         raise BlobError(f"{what}: {len(body)} bytes of fields do not match the served parameters")
     if body[:PARMS_ID_SIZE] != rt.parms_id_bytes:

@@ -168,14 +168,21 @@ class CoefficientKernel:
         >>> results = kernel.evaluate(ciphertexts, bundle.encryptor)  # doctest: +SKIP
     """
 
-    def __init__(self, model: LinearModel, rt: SealRuntime) -> None:
+    def __init__(self, model: LinearModel, rt: SealRuntime, *, layout: CoefficientLayout | None = None,
+                 input_bits: int | None = None) -> None:
+        """Plan the layout and scales for the model (or take a fixed ``layout`` and
+        ``input_bits``, as the migration facade's standard encoding does) and encode the weights."""
         if len(rt.moduli) != 1:
             raise ValueError("the coefficient kernel serves parameter sets with one prime")
         self.model = model
         self.rt = rt
-        self.layout = CoefficientLayout.plan(rt.degree, model.n_features, model.n_outputs)
+        self.layout = layout or CoefficientLayout.plan(rt.degree, model.n_features, model.n_outputs)
         self.weights_matrix = model.coef * model.input_bounds  # the client divides x by the bounds
-        input_bits, weight_bits = choose_scales(self.weights_matrix, model.intercept, int(rt.moduli[0]))
+        chosen_input, chosen_weight = choose_scales(self.weights_matrix, model.intercept, int(rt.moduli[0]))
+        if input_bits is None:
+            input_bits, weight_bits = chosen_input, chosen_weight
+        else:
+            weight_bits = chosen_input + chosen_weight - input_bits
         self.input_scale = float(2 ** input_bits)
         self.weight_scale = float(2 ** weight_bits)
         self.output_scale = self.input_scale * self.weight_scale

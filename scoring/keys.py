@@ -4,13 +4,18 @@ Binary layout, version 1 (all integers little-endian)::
 
     "HEKB"  u8 version=1  u8 scheme=1 (CKKS)  u8 modulus count  u8 reserved=0
     u32 ring degree  u64 prime x modulus count
-    sections: 4-byte tag, u32 length, payload; exactly one "PKEY" (an uncompressed SEAL
-    public key blob)
+    sections: 4-byte tag, u32 length, payload; exactly one "PKEY": the public key as an
+    uncompressed SEAL blob in seeded form (a seeded symmetric encryption of zero, which is
+    what a SEAL public key is)
 
 A bundle's id is the lowercase hex SHA-256 of its bytes, so a stored bundle cannot be
 swapped under its name. The server parses bundles itself, strictly, before SEAL's loader
 sees a byte, and refuses one that holds a secret key, uses parameters it does not serve,
 or does not parse.
+
+Only the seeded form of the public key is accepted: the service expands its random part
+from the seed, so a client cannot choose it. A key whose random part were 0 or 1 would
+make re-randomization add nothing and let a crafted query read the model's weights.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from .ckks import (
     SERVED_PARAMETERS,
     BlobError,
     CkksParameters,
-    SealRuntime,
     canonical_ciphertext,
     is_secret_key_blob,
     runtime,
@@ -60,12 +64,11 @@ def check_key_id(key_id: str) -> str:
     return key_id
 
 
-def build_bundle(rt: SealRuntime, public_key: seal.PublicKey) -> bytes:
-    """Serialize parameters and a public key into a bundle (the client's side)."""
-    body = rt.save_body(public_key)
-    key_blob = rt.wrap(body) + body
-    moduli = rt.parameters.coeff_modulus
-    return (PREAMBLE.pack(BUNDLE_MAGIC, BUNDLE_VERSION, SCHEME_CKKS, len(moduli), 0, rt.degree)
+def build_bundle(key_blob: bytes, parameters: CkksParameters) -> bytes:
+    """Serialize parameters and a seeded public key blob into a bundle (the client's side)."""
+    moduli = parameters.coeff_modulus
+    return (PREAMBLE.pack(BUNDLE_MAGIC, BUNDLE_VERSION, SCHEME_CKKS, len(moduli), 0,
+                          parameters.poly_modulus_degree)
             + struct.pack(f"<{len(moduli)}Q", *moduli)
             + SECTION.pack(PUBLIC_KEY_TAG, len(key_blob)) + key_blob)
 
@@ -114,7 +117,7 @@ def parse_bundle(data: bytes,
     if is_secret_key_blob(rt, key_blob):
         raise _secret_key_refused()
     try:
-        return parameters, canonical_ciphertext(rt, key_blob, scale=1.0, seeded_ok=False,
+        return parameters, canonical_ciphertext(rt, key_blob, scale=1.0, seeded_ok=True, seeded_only=True,
                                                 what="public key")
     except BlobError as exc:
         raise KeysRejected(f"key bundle rejected: {exc}") from exc
@@ -160,8 +163,8 @@ def load_bundle(data: bytes, key_id: str | None = None,
                            "sha256(bundle) (ScoringClient does this)")
     parameters, key_blob = parse_bundle(data, served)
     rt = runtime(parameters)
-    try:
-        public_key = rt.load(seal.PublicKey(), key_blob)
+    try:  # expand the seed, then read the same fields as a public key
+        public_key = rt.load(seal.PublicKey(), rt.save_canonical(rt.load(seal.Ciphertext(), key_blob)))
     except (RuntimeError, ValueError) as exc:
         raise KeysRejected("key bundle rejected: the public key is not valid for its parameters") from exc
     return PublicBundle(actual, parameters, public_key, seal.Encryptor(rt.context, public_key), len(data))

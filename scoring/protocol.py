@@ -160,7 +160,9 @@ def _decode_binary(body: bytes, magic: bytes) -> ScoreMessage:
 def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
     try:
         document = json.loads(body, object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:
+        raise BadRequest("body is not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer beyond the digit limit
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise BadRequest("body must be a JSON object")

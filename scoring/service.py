@@ -286,11 +286,15 @@ class ScoringService:
     def _load(self, blob: bytes, scale: float, what: str) -> seal.Ciphertext:
         rt = runtime(self.settings.parameters)
         try:
-            return rt.load(seal.Ciphertext(), canonical_ciphertext(rt, blob, scale=scale, seeded_ok=True, what=what))
+            ciphertext = rt.load(seal.Ciphertext(),
+                                 canonical_ciphertext(rt, blob, scale=scale, seeded_ok=True, what=what))
         except BlobError as exc:
             raise CiphertextRejected(str(exc)) from exc
         except (RuntimeError, ValueError) as exc:
             raise CiphertextRejected(f"{what} is not valid for the served parameters") from exc
+        if ciphertext.is_transparent():  # SEAL would refuse to multiply it
+            raise CiphertextRejected(f"{what} has a zero second part: it encrypts nothing")
+        return ciphertext
 
     def _bundle(self, key_id: str, source: BundleSource | bytes | None) -> PublicBundle:
         if source is None or isinstance(source, bytes):

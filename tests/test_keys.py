@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from client.keys import SecretKeys, load_secret_key, save_secret_key
-from scoring.ckks import CkksParameters, runtime
+from scoring.ckks import PRNG_INFO_SIZE, CkksParameters, runtime
 from scoring.errors import BadRequest, KeysRejected
 from scoring.keys import PREAMBLE, SECTION, check_key_id, key_id_of, load_bundle, parse_bundle
 
@@ -26,7 +26,8 @@ def test_bundle_is_small_public_and_named_by_its_hash(keys):
     assert keys.key_id == hashlib.sha256(bundle).hexdigest() == key_id_of(bundle)
     loaded = load_bundle(bundle, keys.key_id)
     assert loaded.key_id == keys.key_id and loaded.parameters == keys.parameters
-    assert runtime().save_body(keys.secret_key)[32:] not in bundle  # no secret material
+    assert runtime().save_body(keys.secret_key)[80:200] not in bundle  # no secret material
+    assert len(bundle) <= 70_000  # the seeded form: half a full public key
 
 
 def test_bundle_under_a_wrong_id_is_refused(keys):
@@ -67,7 +68,8 @@ def test_malformed_bundles_are_refused_with_a_reason(keys, mutate, message):
 
 def test_public_key_with_coefficients_beyond_the_modulus_is_refused(keys):
     bundle = bytearray(keys.public_bundle())
-    bundle[-8:] = b"\xff" * 8  # last coefficient above q
+    last = len(bundle) - PRNG_INFO_SIZE  # the seed follows the first part's coefficients
+    bundle[last - 8:last] = b"\xff" * 8  # last coefficient above q
     with pytest.raises(KeysRejected, match="not valid"):
         load_bundle(bytes(bundle))
 
