@@ -15,6 +15,7 @@ BENCH_PEER_IMAGES (default 3; the peer needs 20-30 s of server time per image).
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -217,10 +218,26 @@ def http_latency(model_path: str, X: np.ndarray) -> dict:
                         batch = np.resize(X, (size, X.shape[1])) if size > len(X) else X[:size]
                         samples = timed(lambda: client.score_batches(batch), 2 if size >= 512 else 3)
                         out[f"bulk_e2e_images_per_s_{size}"] = size / (statistics.median(samples) / 1e3)
+                    out.update(crossover(client.describe_model().bulk, out))
                 client.delete_keys()
         finally:
             host.stop()
     return out
+
+
+def crossover(encoding, measured: dict) -> dict:
+    """Where batches start to pay, measured here, beside where the client's rule switches.
+
+    A batch costs about the same whatever its size up to 4,096 records (one ciphertext per
+    feature), so the measured crossover is the time of a one-record batch over the time of
+    one single request, both end to end over HTTP on this machine.
+    """
+    from client.bulk import bulk_pays_off
+
+    batch_ms = 1e3 / measured["bulk_e2e_images_per_s_1"]
+    single_ms = measured["http_encrypt_score_decrypt_p50_ms"]
+    rule = next(n for n in range(2, 5000) if bulk_pays_off(n, encoding) or n == 4999)
+    return {"crossover_measured_records": math.ceil(batch_ms / single_ms), "crossover_client_rule_records": rule}
 
 
 def peer(model_path: str, X: np.ndarray, model, ours: dict) -> dict:
@@ -275,7 +292,9 @@ TARGETS = [
        ">= 3,000" if size == 4096 else "", (lambda v: v >= 3000) if size == 4096 else None) for size in BATCH_SIZES],
     *[(f"bulk_e2e_images_per_s_{size}", f"bulk {size:>4}: end-to-end images/s",
        ">= 1,000" if size == 4096 else "", (lambda v: v >= 1000) if size == 4096 else None) for size in BATCH_SIZES],
-    ("bulk_bytes_up_per_image_4096", "bulk 4096: bytes up per image", "", None),
+    ("crossover_measured_records", "batch pays from (records, measured, loopback)", "", None),
+    ("crossover_client_rule_records", "client batches from (records, its rule)", "", None),
+    ("bulk_bytes_up_per_image_4096", "bulk 4096: bytes up per image", "<= 16 KB", lambda v: v <= 16_000),
     ("bulk_bytes_down_per_image_4096", "bulk 4096: bytes down per image", "", None),
     ("bulk_max_abs_error", "bulk: max |encrypted - plaintext|", "", None),
     ("bulk_argmax_agreement", "bulk: argmax agreement", "all", None),
