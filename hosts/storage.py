@@ -29,6 +29,9 @@ KEYS_CONTAINER_SETTING = "SCORING_KEYS_CONTAINER"
 DEFAULT_KEYS_CONTAINER = "hekeys"
 RETRY_AFTER_SECONDS = "5"
 logger = logging.getLogger(__name__)
+# azure-core logs every storage request and response at INFO (secret headers already
+# REDACTED); the Functions host forwards INFO to Application Insights: two records per call.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 # Fail fast when storage is down: the caller gets a 503 with Retry-After instead of a hang.
 CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20,
                   "retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0.2, retry_total=1)}
