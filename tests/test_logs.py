@@ -46,7 +46,7 @@ LOGGERS = ("", "azure", "azure.core", "azure.storage", "azure.storage.blob",
 DEBUG_DEVHOST = (
     "import logging, sys; "
     "logging.basicConfig(level=logging.DEBUG, format='%(asctime)s %(levelname)s %(name)s: %(message)s'); "
-    "logging.getLogger('azure').setLevel = lambda level: None; "
+    "logging.Logger.setLevel = lambda self, level: None; "  # no module may quiet itself: all at DEBUG
     "import devhost.host as h; raise SystemExit(h.main(sys.argv[1:]))"
 )
 
