@@ -29,6 +29,8 @@ from .ckks import (
     ciphertext_blob_size,
     runtime,
 )
+from .bulk import BulkKernel
+from .bundles import BundleCache, BundleSource, InlineBundle
 from .errors import (
     BadRequest,
     CiphertextRejected,
@@ -37,9 +39,7 @@ from .errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from .bulk import BulkKernel
 from .kernel import CoefficientKernel
-from .bundles import BundleCache, BundleSource, InlineBundle
 from .keys import PublicBundle, check_key_id, load_bundle
 from .model import LinearModel, ModelError, load_model
 
@@ -157,17 +157,18 @@ class ScoringService:
         """The body cap: the largest legitimate JSON request plus a margin, unless configured."""
         if self.settings.max_request_bytes:
             return self.settings.max_request_bytes
-        ciphertext = ciphertext_blob_size(runtime(self.settings.parameters), seeded=False)
-        per_chunk = 4 * (ciphertext + 2) // 3 + 4
-        return self.kernel.layout.n_chunks * per_chunk + 4096
+        return self.kernel.layout.n_chunks * self._json_ciphertext_bytes() + 4096
 
     def max_bulk_request_bytes(self) -> int:
         """The cap for batch bodies: the largest legitimate batch, at most the configured cap."""
         if self.bulk is None:
             return 0
-        ciphertext = ciphertext_blob_size(runtime(self.settings.parameters), seeded=False)
-        largest = len(self.bulk.encoding.features) * (4 * (ciphertext + 2) // 3 + 4) + 4096
+        largest = len(self.bulk.encoding.features) * self._json_ciphertext_bytes() + 4096
         return min(largest, self.settings.max_bulk_request_bytes)
+
+    def _json_ciphertext_bytes(self) -> int:
+        """One unseeded ciphertext in base64 with its JSON quotes and comma: the largest legitimate form."""
+        return 4 * (ciphertext_blob_size(runtime(self.settings.parameters), seeded=False) + 2) // 3 + 4
 
     # -- endpoints -----------------------------------------------------------------------
 
