@@ -102,7 +102,8 @@ def test_unknown_key_id_is_404(http_app, client, digits):
     response = post(http_app, f"score/{unknown}", body, content_type)
     assert response.status_code == 404
     assert response.json()["error"] == "keys_not_found"
-    assert response.json()["message"].startswith(f"no key bundle is stored under key id {unknown}; upload the public keys first")
+    assert response.json()["message"].startswith(
+        f"no key bundle is stored under key id {unknown}; upload the public keys first")
 
 
 def test_malformed_key_id_is_400(http_app):
