@@ -17,8 +17,6 @@ function) or inline in the JSON document; never with credentials in a request.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import functools
 import json
@@ -185,12 +183,7 @@ def parse_envelope(body: bytes, content_type: str | None) -> Envelope:
     if kind not in JSON_TYPES:
         raise UnsupportedMediaType(f"content type {kind!r} is not served; send {protocol.JSON_TYPE} or "
                                    f"{protocol.BINARY_TYPE}")
-    try:
-        document = json.loads(body, object_pairs_hook=_unique_fields)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise BadRequest("body must be a JSON object")
+    document = protocol.load_json_object(body)
     protocol.refuse_credentials(document.keys(), body)
     unknown = set(document) - set(ENVELOPE_FIELDS)
     if unknown:
@@ -205,20 +198,7 @@ def parse_envelope(body: bytes, content_type: str | None) -> Envelope:
 
 
 def _bundle_bytes(keys: object) -> bytes | None:
-    if keys is None:
-        return None
-    if not isinstance(keys, str):
-        raise BadRequest("keys must be the base64 of the public key bundle")
-    try:
-        return base64.b64decode(keys, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest("keys is not valid base64") from exc
-
-
-def _unique_fields(pairs: list[tuple[str, object]]) -> dict:
-    if len({key for key, _ in pairs}) != len(pairs):
-        raise BadRequest("JSON object repeats a field")
-    return dict(pairs)
+    return None if keys is None else protocol.decode_base64(keys, "keys (the public key bundle)")
 
 
 def respond(call: Callable[[], AMLResponse]) -> AMLResponse:

@@ -157,7 +157,13 @@ def _decode_binary(body: bytes, magic: bytes) -> ScoreMessage:
     return ScoreMessage(tuple(ciphertexts), model_hash, records)
 
 
-def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
+def load_json_object(body: bytes) -> dict:
+    """Parse a body as one JSON object, strictly: a repeated field is refused.
+
+    Raises:
+        BadRequest: if the body is not JSON (including too deep or too large numbers) or not
+            an object.
+    """
     try:
         document = json.loads(body, object_pairs_hook=_no_duplicate_keys)
     except RecursionError as exc:
@@ -166,6 +172,25 @@ def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise BadRequest("body must be a JSON object")
+    return document
+
+
+def decode_base64(text: object, what: str) -> bytes:
+    """Strict base64 of a JSON string field.
+
+    Raises:
+        BadRequest: naming ``what`` if it is not a string of valid base64.
+    """
+    if not isinstance(text, str):
+        raise BadRequest(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"{what} is not valid base64") from exc
+
+
+def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
+    document = load_json_object(body)
     if not response:
         refuse_credentials(document.keys(), body)
     unknown = set(document) - {"version", "ciphertexts", "model_hash", "records"}
@@ -190,7 +215,8 @@ def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
         if not isinstance(records, int) or isinstance(records, bool):
             raise BadRequest("records must be an integer")
         _check_records(records)
-    return ScoreMessage(tuple(_b64(c, i) for i, c in enumerate(ciphertexts)), model_hash, records)
+    return ScoreMessage(tuple(decode_base64(c, f"ciphertext {i}") for i, c in enumerate(ciphertexts)),
+                        model_hash, records)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -198,13 +224,6 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
     if len(set(keys)) != len(keys):
         raise BadRequest("JSON object repeats a field")
     return dict(pairs)
-
-
-def _b64(text: str, index: int) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest(f"ciphertext {index} is not valid base64") from exc
 
 
 def _check_version(version: int) -> None:

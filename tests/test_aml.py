@@ -463,3 +463,17 @@ def test_dockerignore_keeps_tests_tools_and_settings_out():
     copied = re.findall(r"^COPY (.+) \S+$", DOCKERFILE.read_text(), re.MULTILINE)
     for source in " ".join(copied).split() + ["scoring/service.py", "hosts/aml.py"]:
         assert not docker_ignored(source.rstrip("/"), patterns), source
+
+
+@pytest.mark.parametrize("body,fragment", [
+    (b"[" * 50_000, "nested too deeply"),
+    (b'{"key_id": ' + b"1" * 5000 + b"}", "not valid JSON"),
+    (b'{"key_id": "a", "key_id": "b"}', "repeats a field"),
+    (b'{"key_id": "' + b"a" * 64 + b'", "data": {}, "keys": 7}', "must be a base64 string"),
+])
+def test_the_tutorial_shape_is_parsed_as_strictly_as_the_core(body, fragment):
+    from hosts.aml import parse_envelope
+    from scoring.errors import BadRequest
+
+    with pytest.raises(BadRequest, match=fragment):
+        parse_envelope(body, "application/json")
