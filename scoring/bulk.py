@@ -20,7 +20,7 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from .ckks import SealRuntime
-from .kernel import choose_scales, fresh_encryption
+from .kernel import choose_scales, fresh_encryption, scale_records
 from .model import LinearModel
 
 
@@ -65,18 +65,9 @@ class BulkEncoding:
                 values, or a feature beyond its bound.
         """
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        if X.shape[1] != self.n_features:
-            raise ValueError(f"the model takes {self.n_features} features; these records have {X.shape[1]}")
         if not 1 <= len(X) <= self.max_records:
             raise ValueError(f"a batch holds 1 to {self.max_records} records, not {len(X)}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("the records hold NaN or infinite values")
-        row, col = np.unravel_index(np.argmax(np.abs(X) / self.input_bounds), X.shape)
-        if abs(X[row, col]) > self.input_bounds[col]:
-            raise ValueError(f"the model accepts features with |x| <= input_bound (scale your data as it was "
-                             f"scaled for training); record {row} feature {col} is {X[row, col]:.6g}, "
-                             f"its bound {self.input_bounds[col]:.6g}")
-        return (X / self.input_bounds)[:, list(self.features)].T
+        return scale_records(X, self.input_bounds)[:, list(self.features)].T
 
 
 class BulkKernel:

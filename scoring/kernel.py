@@ -85,6 +85,28 @@ class CoefficientLayout:
                 "outputs_per_product": self.outputs_per_product, "n_products": self.n_products}
 
 
+def scale_records(X: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Records (rows) divided by the features' input bounds, after checking they fit.
+
+    Both encodings (one record, or a batch) call this, so a client is refused the same way.
+
+    Raises:
+        ValueError: for the wrong width, non-finite values, or a feature beyond its bound
+            (it could overflow the encrypted computation).
+    """
+    if X.shape[1] != len(bounds):
+        raise ValueError(f"the model takes {len(bounds)} features; the record has {X.shape[1]}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("the record holds NaN or infinite values")
+    beyond = np.argwhere(np.abs(X) > bounds)
+    if beyond.size:
+        row, col = (int(v) for v in beyond[0])
+        where = f"feature {col}" if len(X) == 1 else f"record {row} feature {col}"
+        raise ValueError(f"the model accepts features with |x| <= input_bound (scale your data as it was "
+                         f"scaled for training); {where} is {X[row, col]:.6g}, its bound {bounds[col]:.6g}")
+    return X / bounds
+
+
 @dataclass(frozen=True)
 class RecordEncoding:
     """How one record becomes plaintext coefficients and how scores come back out.
@@ -117,17 +139,8 @@ class RecordEncoding:
             ValueError: if the record has the wrong length, non-finite values, or a feature
                 beyond its bound (it could overflow the encrypted computation).
         """
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
-        if x.size != self.layout.n_features:
-            raise ValueError(f"the model takes {self.layout.n_features} features; this record has {x.size}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("the record holds NaN or infinite values")
-        beyond = np.flatnonzero(np.abs(x) > self.input_bounds)
-        if beyond.size:
-            i = int(beyond[0])
-            raise ValueError(f"the model accepts features with |x| <= input_bound (scale your data as it was "
-                             f"scaled for training); feature {i} is {x[i]:.6g}, its bound {self.input_bounds[i]:.6g}")
-        return self.layout.feature_chunks(x / self.input_bounds)
+        scaled = scale_records(np.asarray(x, dtype=np.float64).reshape(1, -1), self.input_bounds)
+        return self.layout.feature_chunks(scaled[0])
 
     def scores(self, coefficients: list[np.ndarray]) -> np.ndarray:
         """The outputs, in order, from each result's decoded coefficients."""
@@ -190,6 +203,7 @@ class CoefficientKernel:
         self.weights = [[self._weight_plain(chunk, product) for product in range(self.layout.n_products)]
                         for chunk in range(self.layout.n_chunks)]
         self.bias = [self._bias_coefficients(product) for product in range(self.layout.n_products)]
+        self.bias_residues = [rt.residues(bias.astype(np.int64))[0] for bias in self.bias]
         self.bias_plains = [rt.encode_coefficients(bias / self.output_scale, self.output_scale)
                             for bias in self.bias]
 
@@ -239,7 +253,7 @@ class CoefficientKernel:
         """A fresh encryption of (bias at the outputs, uniform mod q everywhere else)."""
         mask = self.rt.uniform_residues()[0]
         positions = self.layout.output_positions(product)
-        mask[positions] = self.rt.residues(self.bias[product].astype(np.int64))[0][positions]
+        mask[positions] = self.bias_residues[product][positions]
         return fresh_encryption(self.rt, encryptor, mask, self.output_scale)
 
 

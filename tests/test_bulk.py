@@ -149,3 +149,13 @@ def test_batch_request_to_a_model_without_batches_over_http(http_app):
     response = requests.post(f"{http_app.url}/api/score/{'ab' * 32}", data=b'{"version": 1, "ciphertexts": '
                              b'["AAAA"], "records": 0}', headers={"content-type": "application/json"}, timeout=30)
     assert response.status_code == 400 and "records must be between 1 and" in response.json()["message"]
+
+
+def test_a_batch_is_refused_like_a_record(service, digits):
+    encoding = BulkEncoding.from_description(service.describe())
+    X = digits[0][:5].copy()
+    X[3, 7] = 2.0
+    with pytest.raises(ValueError, match="record 3 feature 7 is 2, its bound 1"):
+        encoding.columns(X)
+    with pytest.raises(ValueError, match="takes 64 features"):
+        encoding.columns(X[:, :10])
