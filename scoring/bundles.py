@@ -1,37 +1,43 @@
 """Where the service gets a caller's key bundle, and the bounded cache of parsed bundles.
 
 A host hands the service a :class:`BundleSource`: the Azure Functions app wraps the
-``BlobClient`` its SDK-type blob input binding provides; tests and inline requests wrap
-bytes. The cache keeps parsed bundles by key id together with the stored version (the
-blob's ETag); every request asks the source for the current version, so a bundle
-deleted from storage is refused on the next request (404), on every instance, even
-while it is cached.
+``BlobClient`` its SDK-type blob input binding provides; the container wraps its own blob
+client; tests and inline requests wrap bytes.
+
+A key id is the SHA-256 of the bundle's own bytes, so a cached bundle can never be stale:
+only its deletion matters. The cache therefore uses a parsed bundle without asking storage
+for ``revalidate_seconds`` after it was last confirmed, then asks once whether it still
+exists. A bundle deleted from storage by any means is refused (404) within that bound on
+every instance; the instance that serves a DELETE forgets it at once.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
-from .keys import PublicBundle, key_id_of
+from .keys import PublicBundle
 
 
 class BundleSource(Protocol):
     """The stored bundle for one key id, as a host reaches it."""
 
-    def version(self) -> str | None:
-        """The stored bundle's current version (ETag), or None if none is stored.
+    def exists(self) -> bool:
+        """Whether a bundle is stored under the key id.
 
         Raises:
             ServiceUnavailable: if storage cannot be reached.
         """
 
-    def read(self) -> tuple[bytes, str] | None:
-        """The stored bytes and their version, or None if none is stored.
+    def read(self) -> bytes | None:
+        """The stored bytes, or None if none are stored.
 
         Raises:
             ServiceUnavailable: if storage cannot be reached.
+            KeysRejected: if the stored object is far larger than any bundle.
         """
 
 
@@ -41,44 +47,51 @@ class InlineBundle:
     def __init__(self, data: bytes | None) -> None:
         self.data = data
 
-    def version(self) -> str | None:
-        return None if self.data is None else key_id_of(self.data)
+    def exists(self) -> bool:
+        return self.data is not None
 
-    def read(self) -> tuple[bytes, str] | None:
-        return None if self.data is None else (self.data, key_id_of(self.data))
+    def read(self) -> bytes | None:
+        return self.data
 
 
 class BundleCache:
-    """A thread-safe LRU of parsed bundles by key id with their stored version.
+    """A thread-safe LRU of parsed bundles by key id, with when each was last confirmed.
 
-    Bounded in entries: each holds a public key and an encryptor, about 0.3 MB at
-    N=8192, so the default 64 entries stay under 20 MB.
+    Bounded in entries: each holds a public key and an encryptor, about 0.3 MB at N=8192
+    (``make bench`` measures it), so the default 64 entries stay under 20 MB.
     """
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, revalidate_seconds: float = 60.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_entries = max(1, max_entries)
-        self._entries: OrderedDict[str, tuple[str, PublicBundle]] = OrderedDict()
+        self.revalidate_seconds = revalidate_seconds
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, PublicBundle]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key_id: str, version: str) -> PublicBundle | None:
-        """The cached bundle if it was parsed from this version of the stored bytes."""
+    def get(self, key_id: str) -> tuple[PublicBundle, bool] | None:
+        """The cached bundle and whether it was confirmed within the bound, or None."""
         with self._lock:
             entry = self._entries.get(key_id)
-            if entry is None or entry[0] != version:
+            if entry is None:
                 return None
             self._entries.move_to_end(key_id)
-            return entry[1]
+            confirmed, bundle = entry
+            return bundle, self._clock() - confirmed < self.revalidate_seconds
+
+    def put(self, bundle: PublicBundle) -> list[str]:
+        """Cache (or confirm) a bundle now; return the key ids evicted to make room."""
+        with self._lock:
+            self._entries[bundle.key_id] = (self._clock(), bundle)
+            self._entries.move_to_end(bundle.key_id)
+            evicted = []
+            while len(self._entries) > self.max_entries:
+                evicted.append(self._entries.popitem(last=False)[0])
+            return evicted
 
     def contains(self, key_id: str) -> bool:
         with self._lock:
             return key_id in self._entries
-
-    def put(self, version: str, bundle: PublicBundle) -> None:
-        with self._lock:
-            self._entries[bundle.key_id] = (version, bundle)
-            self._entries.move_to_end(bundle.key_id)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
 
     def discard(self, key_id: str) -> None:
         with self._lock:

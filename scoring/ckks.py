@@ -11,10 +11,12 @@ the served parameters imply, and rebuilds an uncompressed blob; the callers in
 ``shared/design/hostile-input.md``).
 
 Coefficient encoding: a real vector is placed as the *coefficients* of the plaintext
-polynomial (not its slots) so that one polynomial product computes many inner products
-(see ``shared/design/kernels.md``). With a single prime, the coefficients are exact
-integers modulo q, so the values are written into a non-NTT ciphertext blob, moved to
-NTT form by SEAL, and read back; no floating-point embedding is involved.
+polynomial (not its slots), so that one polynomial product computes many inner products
+and a constant weight scales many records at once (see ``shared/design/kernels.md``).
+SEAL's CKKS encoder takes slots, so the coefficients go through the canonical embedding:
+one FFT turns coefficients into the slot values whose encoding has exactly those
+coefficients (``round(value * scale)``, bit for bit what an exact integer encoding gives),
+and back. No SEAL save/zstd/load round trip is needed to encode or decode.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import os
 import struct
 import threading
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as seal
 import zstandard
+
+from .parameters import DEFAULT_PARAMETERS, CkksParameters
 
 SEAL_MAGIC = 0xA15E
 HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compression, reserved, size
@@ -49,39 +52,6 @@ TRUSTED_LIMIT = 1 << 27
 
 class BlobError(ValueError):
     """Bytes that are not an acceptable SEAL object; the message says what is wrong."""
-
-
-@dataclass(frozen=True)
-class CkksParameters:
-    """A CKKS parameter set the service can serve.
-
-    Attributes:
-        poly_modulus_degree: the ring degree N.
-        coeff_modulus: the prime moduli, exactly.
-    """
-
-    poly_modulus_degree: int
-    coeff_modulus: tuple[int, ...]
-
-    @property
-    def name(self) -> str:
-        bits = "-".join(str(q.bit_length()) for q in self.coeff_modulus)
-        return f"ckks-n{self.poly_modulus_degree}-q{bits}"
-
-    def to_dict(self) -> dict:
-        return {
-            "scheme": "ckks",
-            "poly_modulus_degree": self.poly_modulus_degree,
-            "coeff_modulus": [str(q) for q in self.coeff_modulus],
-            "coeff_modulus_bits": [q.bit_length() for q in self.coeff_modulus],
-            "security_level": 128,
-        }
-
-
-# N = 8192 with one 60-bit prime: SEAL's 128-bit check allows up to 218 bits here, and a
-# single prime needs no key switching, no rescale and no Galois keys (kernels.md).
-DEFAULT_PARAMETERS = CkksParameters(8192, (1152921504606830593,))
-SERVED_PARAMETERS = (DEFAULT_PARAMETERS,)
 
 
 class SealRuntime:
@@ -106,7 +76,11 @@ class SealRuntime:
         self.parms_id = self.context.first_parms_id()
         self.parms_id_bytes = struct.pack("<4Q", *self.parms_id)
         self.evaluator = seal.Evaluator(self.context)
-        self.encoder = seal.CKKSEncoder(self.context)  # slots, for the bulk path
+        self.encoder = seal.CKKSEncoder(self.context)
+        roots = np.array([pow(3, j, 2 * self.degree) for j in range(self.degree // 2)], dtype=np.int64)
+        self._slot_index = (roots - 1) // 2  # slot j evaluates at zeta^(3^j): entry (3^j - 1)/2
+        self._conjugate_index = (2 * self.degree - roots - 1) // 2
+        self._twist = np.exp(1j * np.pi * np.arange(self.degree) / self.degree)
         self._local = threading.local()
         self.seal_version = self._probe_seal_version()
 
@@ -178,18 +152,47 @@ class SealRuntime:
                 + self.array_blob(residues.reshape(-1)))
         return self.wrap(body) + body
 
-    # -- exact coefficient encoding ------------------------------------------------------
+    # -- coefficient encoding through the canonical embedding ---------------------------
 
-    def residues(self, values: np.ndarray) -> np.ndarray:
-        """Signed integers (int64, length N) as residues modulo each prime, shape (K, N)."""
-        values = np.asarray(values, dtype=np.int64)
-        out = np.empty((len(self.moduli), self.degree), dtype=np.uint64)
-        for k, q in enumerate(self.moduli):
-            out[k] = np.mod(values, np.int64(q)).astype(np.uint64)
-        return out
+    def encode_coefficients(self, values: np.ndarray, scale: float) -> seal.Plaintext:
+        """A plaintext whose polynomial has coefficients ``round(values * scale)``.
+
+        Slot j of a CKKS plaintext m is ``m(zeta^(3^j mod 2N)) / scale`` with
+        ``zeta = exp(i*pi/N)`` (SEAL walks the roots by powers of 3); one inverse FFT of the
+        twisted coefficients evaluates m at every odd power of zeta, and SEAL's encoder
+        turns those slot values back into exactly these coefficients, rounded.
+
+        Raises:
+            ValueError: if a scaled value does not fit well inside the modulus.
+        """
+        coefficients = np.zeros(self.degree, dtype=np.float64)
+        coefficients[: len(values)] = values
+        limit = float(min(self.parameters.coeff_modulus)) / 4
+        if not np.all(np.abs(coefficients) * scale < limit):
+            raise ValueError("a scaled value does not fit in the coefficient modulus")
+        evaluations = np.fft.ifft(coefficients * self._twist) * self.degree
+        plain = seal.Plaintext()
+        self.encoder.encode(evaluations[self._slot_index].tolist(), scale, plain)
+        return plain
+
+    def decode_coefficients(self, plain: seal.Plaintext) -> np.ndarray:
+        """The real coefficients of an NTT-form plaintext, divided by its scale.
+
+        SEAL's decoder gives the slot values; the conjugate slots fill the other half of the
+        roots, and one FFT, untwisted, gives the coefficients (error about 1e-12 of the
+        scale even where the polynomial is uniform modulo q).
+        """
+        slots = np.asarray(self.encoder.decode_complex(plain))
+        evaluations = np.empty(self.degree, dtype=np.complex128)
+        evaluations[self._slot_index] = slots
+        evaluations[self._conjugate_index] = np.conj(slots)
+        return (np.fft.fft(evaluations) / (self.degree * self._twist)).real
 
     def ntt(self, residues: np.ndarray, *, inverse: bool = False) -> np.ndarray:
-        """Move polynomials (K, N) into or out of NTT form with SEAL's own transform."""
+        """Move polynomials (K, N) into or out of NTT form with SEAL's own transform.
+
+        Slow (a save through SEAL): for key checks and tests, not for requests.
+        """
         doubled = np.stack([residues, np.ones_like(residues)])  # SEAL refuses a ciphertext with c1 = 0
         ct = self.load(seal.Ciphertext(), self.ciphertext_blob(doubled, ntt=inverse, scale=1.0))
         if inverse:
@@ -204,42 +207,19 @@ class SealRuntime:
         words = np.frombuffer(body, dtype="<u8", count=count, offset=CIPHERTEXT_DATA_OFFSET)
         return words.reshape(size, len(self.moduli), self.degree)
 
-    def encode_coefficients(self, values: np.ndarray, scale: float) -> seal.Plaintext:
-        """A plaintext whose polynomial has coefficients ``round(values * scale)``.
+    def residues(self, values: np.ndarray) -> np.ndarray:
+        """Signed integers (int64, length N) as residues modulo each prime, shape (K, N)."""
+        values = np.asarray(values, dtype=np.int64)
+        out = np.empty((len(self.moduli), self.degree), dtype=np.uint64)
+        for k, q in enumerate(self.moduli):
+            out[k] = np.mod(values, np.int64(q)).astype(np.uint64)
+        return out
 
-        Raises:
-            ValueError: if a scaled value does not fit well inside the modulus.
-        """
-        coefficients = np.zeros(self.degree, dtype=np.float64)
-        coefficients[: len(values)] = np.asarray(values, dtype=np.float64) * scale
-        limit = float(min(self.parameters.coeff_modulus)) / 4
-        if not np.all(np.abs(coefficients) < limit):
-            raise ValueError("a scaled value does not fit in the coefficient modulus")
-        residues = self.residues(np.rint(coefficients).astype(np.int64))
-        return self.load(seal.Plaintext(), self.plaintext_blob(self.ntt(residues), scale=scale))
-
-    def decode_coefficients(self, plain: seal.Plaintext) -> np.ndarray:
-        """The coefficients of an NTT-form plaintext, centred and divided by its scale."""
-        body = self.save_body(plain)
-        count = len(self.moduli) * self.degree
-        words = np.frombuffer(body, dtype="<u8", count=count, offset=PLAINTEXT_DATA_OFFSET)
-        residues = self.ntt(words.reshape(len(self.moduli), self.degree), inverse=True)
-        if len(self.moduli) != 1:
-            raise NotImplementedError("decoding is implemented for one prime")
+    def centered(self, residues: np.ndarray) -> np.ndarray:
+        """Residues modulo the (one) prime as signed integers in (-q/2, q/2], as float64."""
         q = self.moduli[0]
-        r = residues[0]
-        signed = np.where(r > q // np.uint64(2), -(q - r).astype(np.float64), r.astype(np.float64))
-        return signed / plain.scale
-
-    def encode_slots(self, values: np.ndarray, scale: float) -> seal.Plaintext:
-        """A plaintext holding ``values`` (at most N/2 reals, zero-padded) in its slots."""
-        plain = seal.Plaintext()
-        self.encoder.encode(np.asarray(values, dtype=np.float64).tolist(), scale, plain)
-        return plain
-
-    def decode_slots(self, plain: seal.Plaintext) -> np.ndarray:
-        """The real parts of a plaintext's slots."""
-        return np.asarray(self.encoder.decode_double(plain))
+        r = np.asarray(residues, dtype=np.uint64)
+        return np.where(r > q // np.uint64(2), -(q - r).astype(np.float64), r.astype(np.float64))
 
     def uniform_residues(self) -> np.ndarray:
         """Polynomials (K, N) uniform modulo each prime, from the OS's secure generator."""
@@ -252,11 +232,14 @@ class SealRuntime:
 def _uniform_below(q: int, count: int) -> np.ndarray:
     """``count`` integers uniform in [0, q), by rejection sampling of os.urandom words."""
     mask = np.uint64((1 << q.bit_length()) - 1)
-    found = np.empty(0, dtype=np.uint64)
-    while found.size < count:
-        words = np.frombuffer(os.urandom(8 * 2 * count), dtype="<u8") & mask
-        found = np.concatenate([found, words[words < np.uint64(q)]])
-    return found[:count]
+    words = np.frombuffer(os.urandom(8 * count), dtype="<u8") & mask
+    rejected = np.flatnonzero(words >= np.uint64(q))
+    while rejected.size:  # about 2**-46 of the words for the served prime
+        words = words.copy()
+        fresh = np.frombuffer(os.urandom(8 * rejected.size), dtype="<u8") & mask
+        words[rejected] = fresh
+        rejected = rejected[fresh >= np.uint64(q)]
+    return words
 
 
 @functools.lru_cache(maxsize=None)

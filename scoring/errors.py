@@ -59,6 +59,13 @@ class ModelMismatch(ScoringError):
     code = "model_mismatch"
 
 
+class ProofRequired(ScoringError):
+    """Deleting a bundle needs proof that the caller holds its secret key (a decrypted challenge)."""
+
+    status = 403
+    code = "proof_required"
+
+
 class PayloadTooLarge(ScoringError):
     """The body exceeds the configured cap; refused before parsing."""
 
@@ -74,7 +81,8 @@ class UnsupportedMediaType(ScoringError):
 
 
 class KeysRejected(ScoringError):
-    """A key bundle that does not parse, holds a secret key, or uses unserved parameters."""
+    """A key bundle that does not parse, holds a secret key, uses unserved parameters, or whose
+    public key is visibly malformed."""
 
     status = 422
     code = "keys_rejected"

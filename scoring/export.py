@@ -23,7 +23,8 @@ import logging
 
 import numpy as np
 
-from .model import export_model, load_model
+from .loading import load_model
+from .model import export_model
 
 
 def bounds_from(path: str, margin: float) -> np.ndarray:

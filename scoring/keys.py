@@ -16,6 +16,12 @@ or does not parse.
 Only the seeded form of the public key is accepted: the service expands its random part
 from the seed, so a client cannot choose it. A key whose random part were 0 or 1 would
 make re-randomization add nothing and let a crafted query read the model's weights.
+
+The first part (``-(a*s + e)``) is the client's to choose. Whatever it is, the noise the
+server adds to every readable coefficient (:mod:`scoring.kernels.masking`) caps what an
+answer reveals; keys that are visibly not made from a secret and small noise (a secret of
+0, 1 or -1, or a first part that is not uniform modulo q) are refused all the same, with
+the reason.
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ import re
 import struct
 from dataclasses import dataclass
 
+import numpy as np
 import tenseal.sealapi as seal
 
 from .ckks import (
-    SERVED_PARAMETERS,
+    HEADER_SIZE,
     BlobError,
-    CkksParameters,
+    SealRuntime,
     canonical_ciphertext,
     is_secret_key_blob,
     runtime,
 )
 from .errors import BadRequest, KeysRejected
+from .parameters import SERVED_PARAMETERS, CkksParameters
 
 BUNDLE_MAGIC = b"HEKB"
 BUNDLE_VERSION = 1
@@ -45,7 +53,11 @@ SECTION = struct.Struct("<4sI")
 PUBLIC_KEY_TAG = b"PKEY"
 SECRET_KEY_TAGS = (b"SKEY", b"SECK")
 KEY_ID_PATTERN = re.compile(r"[0-9a-f]{64}")
+BUNDLE_NAME_MESSAGE = "key bundle does not hash to its key id; upload it under sha256(bundle) (ScoringClient does this)"
 MAX_BUNDLE_BYTES = 1 << 20  # far above any served parameter set's bundle (131 KB at N=8192)
+# A coefficient within q / 2**20 of 0 turns up about 0.016 times in 8192 uniform ones.
+SMALL_COEFFICIENT_SHIFT = 20
+MAX_SMALL_COEFFICIENTS = 16
 
 
 def key_id_of(bundle: bytes) -> str:
@@ -159,12 +171,37 @@ def load_bundle(data: bytes, key_id: str | None = None,
     """
     actual = key_id_of(data)
     if key_id is not None and actual != key_id:
-        raise KeysRejected("key bundle does not hash to its key id; upload it under "
-                           "sha256(bundle) (ScoringClient does this)")
+        raise KeysRejected(BUNDLE_NAME_MESSAGE)
     parameters, key_blob = parse_bundle(data, served)
     rt = runtime(parameters)
     try:  # expand the seed, then read the same fields as a public key
-        public_key = rt.load(seal.PublicKey(), rt.save_canonical(rt.load(seal.Ciphertext(), key_blob)))
+        expanded = rt.save_canonical(rt.load(seal.Ciphertext(), key_blob))
+        public_key = rt.load(seal.PublicKey(), expanded)
     except (RuntimeError, ValueError) as exc:
         raise KeysRejected("key bundle rejected: the public key is not valid for its parameters") from exc
+    problem = malformed_public_key(rt, rt.ciphertext_polys(expanded[HEADER_SIZE:], 2)[:, 0])
+    if problem:
+        raise KeysRejected(f"key bundle rejected: the public key is visibly malformed: {problem}; "
+                           "make keys with SecretKeys.generate()")
     return PublicBundle(actual, parameters, public_key, seal.Encryptor(rt.context, public_key), len(data))
+
+
+def malformed_public_key(rt: SealRuntime, parts: np.ndarray) -> str | None:
+    """Why a public key ``(p0, a)`` (NTT form, one prime) was visibly not made from a secret
+    key and small noise, or None.
+
+    ``p0 = -(a*s + e)`` is uniform modulo q for a real secret ``s``; with ``s`` = 0, 1 or -1
+    (constant polynomials: ``a*s`` is ``s*a`` point by point in NTT form), ``p0``, ``p0 + a`` or
+    ``p0 - a`` is the small noise ``-e``.
+    """
+    q = rt.moduli[0]
+    p0, a = parts[0], parts[1]
+    candidates = {"its secret is 0 (the first part is small noise)": p0,
+                  "its secret is 1": np.where(p0 + a >= q, p0 + a - q, p0 + a),
+                  "its secret is -1": np.where(p0 >= a, p0 - a, p0 + (q - a))}
+    limit = float(q) / 2 ** SMALL_COEFFICIENT_SHIFT
+    for reason, poly in candidates.items():
+        small = int(np.sum(np.abs(rt.centered(rt.ntt(poly[None], inverse=True)[0])) < limit))
+        if small > MAX_SMALL_COEFFICIENTS:
+            return f"{reason}: {small} of {rt.degree} coefficients are far smaller than uniform values modulo q"
+    return None

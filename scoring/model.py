@@ -6,22 +6,20 @@ computed). An exported artifact is plain JSON (no pickle), so a function starts 
 unpickling; its ``model_hash`` covers every field that affects an answer.
 
 Example:
-    >>> model = load_model("sklearn_mnist_model.pkl")   # doctest: +SKIP
-    >>> export_model(model, "mnist.model.json")         # doctest: +SKIP
+    >>> model = read_artifact("mnist.model.json")       # doctest: +SKIP
+    >>> export_model(model, "copy.model.json")          # doctest: +SKIP
+
+Loading a pickled estimator is :func:`scoring.loading.load_model`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = "encrypted-scoring-linear-model"
 ARTIFACT_VERSION = 1
@@ -153,45 +151,6 @@ def read_artifact(path: str | Path) -> LinearModel:
     if model.model_hash != data.get("model_hash"):
         raise ModelError(f"{path}: content does not match its model_hash (altered or corrupt)")
     return model
-
-
-def load_model(path: str | Path, *, input_bound: float | np.ndarray | None = None) -> LinearModel:
-    """Load the served model from an exported artifact (``.json``) or a joblib pickle.
-
-    Args:
-        path: the artifact or pickle.
-        input_bound: for pickles, the largest ``|x_i|`` clients will send (default 1.0,
-            which suits pixels scaled to [0, 1] as in the original tutorial).
-
-    Raises:
-        ModelError: if the file cannot be read or is not a supported linear model.
-    """
-    path = Path(path)
-    if path.suffix == ".json":
-        return read_artifact(path)
-    from .estimators import from_estimator
-
-    return from_estimator(_unpickle(path), input_bound=1.0 if input_bound is None else input_bound)
-
-
-def _unpickle(path: Path):
-    import joblib
-    from sklearn.exceptions import InconsistentVersionWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InconsistentVersionWarning)
-        try:
-            estimator = joblib.load(path)
-        except Exception as exc:  # joblib raises many types for a bad file
-            raise ModelError(f"cannot load model {path}: {exc}") from exc
-    for warning in caught:
-        if issubclass(warning.category, InconsistentVersionWarning):
-            logger.warning("model %s was pickled by scikit-learn %s (this is %s); loading it anyway",
-                           path.name, warning.message.original_sklearn_version,
-                           warning.message.current_sklearn_version)
-        else:
-            logger.warning("loading model %s: %s", path.name, warning.message)
-    return estimator
 
 
 def probabilities(kind: str, scores: np.ndarray) -> np.ndarray | None:

@@ -1,13 +1,15 @@
-"""The wire format, version 1, in both forms: JSON with base64 fields, and binary.
+"""The wire format, version 2: typed messages, the model description, and the one codec.
+
+Messages (:class:`ScoreRequest`, :class:`ScoreResponse`) travel in two forms:
 
 JSON (``application/json``)::
 
-    request:  {"version": 1, "ciphertexts": ["<base64>", ...], "model_hash": "<hex>"?, "records": n?}
-    response: {"version": 1, "ciphertexts": ["<base64>", ...], "model_hash": "<hex>", "records": n?}
+    request:  {"version": 2, "ciphertexts": ["<base64>", ...], "model_hash": "<hex>"?, "records": n?}
+    response: {"version": 2, "ciphertexts": ["<base64>", ...], "model_hash": "<hex>", "records": n?}
 
 Without ``records`` a message holds one record (one ciphertext per feature chunk, one per
-result product); with it, a batch of ``records`` records feature-major (one ciphertext
-per used feature, one per output, a slot per record).
+result product); with it, a batch of ``records`` records in coefficient lanes (one
+ciphertext per sent feature, one per output, record ``r`` at coefficient ``r``).
 
 Binary (``application/octet-stream``), all integers little-endian, saving base64's third::
 
@@ -15,23 +17,34 @@ Binary (``application/octet-stream``), all integers little-endian, saving base64
     32-byte model hash follows the count; bit 1: a u32 record count follows), u16
     ciphertext count, [model hash], [records], then per ciphertext a u32 length and the bytes.
 
-Each ciphertext is an uncompressed SEAL blob; the service checks it further. Parsing
-is strict: an unknown version or field, a duplicate key, bad base64 or trailing bytes is
-a 400 that says so, and a request that carries storage credentials is refused.
+Version 1 put batches in CKKS slots, where one batch, even of one record, could return the
+whole model; a version 1 message is refused with a 400 that says so. Each ciphertext is an
+uncompressed SEAL blob; the service checks it further. Parsing is strict: an unknown
+version or field, a duplicate key, bad base64 or trailing bytes is a 400 that says so, and a
+request that carries storage credentials is refused.
+
+:class:`ModelDescription` is ``GET /api/model``: everything a client needs to encrypt for the
+served model and read its scores, and no weights. The service builds it; the client, the
+encodings, the command line and the hosts read it, typed.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
 import re
 import struct
 from dataclasses import dataclass
 
-from .errors import BadRequest, CredentialsRefused, UnsupportedMediaType
+import numpy as np
 
-PROTOCOL_VERSION = 1
+from .encoding import CoefficientLayout, LaneEncoding, RecordEncoding
+from .errors import BadRequest, CredentialsRefused, PayloadTooLarge, UnsupportedMediaType
+from .parameters import CkksParameters
+
+PROTOCOL_VERSION = 2
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
 REQUEST_MAGIC, RESPONSE_MAGIC = b"HESQ", b"HESP"
@@ -43,6 +56,7 @@ RECORDS = struct.Struct("<I")
 MAX_RECORDS = 1 << 20
 MAX_CIPHERTEXTS = 4096
 HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
+RECORDS_HEADER = "X-Records-Disclosed"  # every score response says how many records' scores it holds
 CREDENTIAL_NAMES = frozenset(name.lower() for name in (
     "conn_str", "connection_string", "connectionstring", "storage_connection_string", "account_key",
     "accountkey", "storage_key", "sas", "sas_token", "sas_url", "credential", "credentials",
@@ -54,13 +68,47 @@ CREDENTIALS_MESSAGE = ("requests must never carry storage credentials (a connect
                        "only its key id")
 
 
+# -- messages -----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class ScoreMessage:
-    """A request or a response: ciphertext blobs plus the model hash they belong to."""
+class ScoreRequest:
+    """Encrypted records for the served model.
+
+    Attributes:
+        ciphertexts: SEAL ciphertext blobs (one per feature chunk, or one per sent feature).
+        model_hash: the model they were encrypted for (a 409 if another is served).
+        records: None for one record; the record count of a batch in coefficient lanes.
+    """
 
     ciphertexts: tuple[bytes, ...]
     model_hash: str | None = None
     records: int | None = None
+
+
+@dataclass(frozen=True)
+class ScoreResponse:
+    """Encrypted scores only the key owner can read, and the model that computed them."""
+
+    ciphertexts: tuple[bytes, ...]
+    model_hash: str
+    records: int | None = None
+
+    @property
+    def disclosed(self) -> int:
+        """How many records' scores the response holds (``X-Records-Disclosed``)."""
+        return 1 if self.records is None else self.records
+
+
+class WireForm(enum.Enum):
+    """The two forms of a message; a response takes its request's form."""
+
+    JSON = JSON_TYPE
+    BINARY = BINARY_TYPE
+
+    @property
+    def content_type(self) -> str:
+        return self.value
 
 
 def media_type(content_type: str | None) -> str:
@@ -68,48 +116,245 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def refuse_credentials(names, body: bytes = b"") -> None:
-    """Refuse a request whose field or parameter names, or body, carry storage credentials.
+# -- the model description ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SinglePath:
+    """How one record is encrypted and its scores read (``encryption`` in the description).
+
+    Attributes:
+        noise_bound: every score carries server-sampled noise uniform in +-this.
+    """
+
+    parameters: CkksParameters
+    input_scale: float
+    output_scale: float
+    layout: CoefficientLayout
+    noise_bound: float
+
+    def to_dict(self) -> dict:
+        return {**self.parameters.to_dict(), "encoding": "coefficient", "input_scale": self.input_scale,
+                "output_scale": self.output_scale, "layout": self.layout.to_dict(),
+                "noise_bound": self.noise_bound}
+
+
+@dataclass(frozen=True)
+class BatchPath:
+    """How a batch is encrypted in coefficient lanes (``batch`` in the description).
+
+    Attributes:
+        features: the features a batch carries, in order; None means every feature (the
+            default, which does not reveal which weight columns are zero).
+    """
+
+    max_records: int
+    features: tuple[int, ...] | None
+    input_scale: float
+    output_scale: float
+    noise_bound: float
+
+    def to_dict(self) -> dict:
+        return {"encoding": "coefficient-lanes", "max_records": self.max_records,
+                "features": None if self.features is None else list(self.features),
+                "input_scale": self.input_scale, "output_scale": self.output_scale,
+                "noise_bound": self.noise_bound}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Body caps, checked before parsing (413 beyond them)."""
+
+    max_request_bytes: int
+    max_batch_request_bytes: int
+
+    @property
+    def largest(self) -> int:
+        return max(self.max_request_bytes, self.max_batch_request_bytes)
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """``GET /api/model``: what a client needs to encrypt for the served model; no weights."""
+
+    model_hash: str
+    estimator: str
+    kind: str
+    n_features: int
+    n_outputs: int
+    classes: tuple | None
+    proba: str | None
+    input_bound: float | tuple[float, ...]
+    encryption: SinglePath
+    batch: BatchPath | None
+    limits: Limits
+    protocol_version: int = PROTOCOL_VERSION
+
+    @property
+    def parameters(self) -> CkksParameters:
+        return self.encryption.parameters
+
+    @property
+    def input_bounds(self) -> np.ndarray:
+        """The bound of each feature, shape (features,)."""
+        return np.broadcast_to(np.asarray(self.input_bound, dtype=np.float64), (self.n_features,))
+
+    def record_encoding(self) -> RecordEncoding:
+        """How one record is encoded and its scores read back (shared with the server's kernel)."""
+        enc = self.encryption
+        return RecordEncoding(enc.layout, self.input_bounds, enc.input_scale, enc.output_scale)
+
+    def lane_encoding(self) -> LaneEncoding | None:
+        """How batches are encoded, or None if the service has no batch path for the model."""
+        if self.batch is None:
+            return None
+        features = tuple(range(self.n_features)) if self.batch.features is None else self.batch.features
+        return LaneEncoding(features, self.batch.max_records, self.n_features, self.n_outputs, self.input_bounds,
+                            self.batch.input_scale, self.batch.output_scale)
+
+    def to_dict(self) -> dict:
+        return {
+            "protocol_version": self.protocol_version,
+            "model_hash": self.model_hash,
+            "estimator": self.estimator,
+            "kind": self.kind,
+            "n_features": self.n_features,
+            "n_outputs": self.n_outputs,
+            "classes": None if self.classes is None else list(self.classes),
+            "proba": self.proba,
+            "input_bound": list(self.input_bound) if isinstance(self.input_bound, tuple) else self.input_bound,
+            "encryption": self.encryption.to_dict(),
+            "batch": None if self.batch is None else self.batch.to_dict(),
+            "limits": {"max_request_bytes": self.limits.max_request_bytes,
+                       "max_batch_request_bytes": self.limits.max_batch_request_bytes},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelDescription:
+        """Read a description (fields this version does not know are ignored).
+
+        Raises:
+            ValueError: if a field it needs is missing or malformed, or the service speaks
+                another protocol version.
+        """
+        try:
+            version = int(data["protocol_version"])
+            if version != PROTOCOL_VERSION:
+                raise ValueError(f"the service speaks protocol version {version}; this client speaks "
+                                 f"{PROTOCOL_VERSION}")
+            n_features, n_outputs = int(data["n_features"]), int(data["n_outputs"])
+            enc = data["encryption"]
+            parameters = CkksParameters.from_dict(enc)
+            layout = CoefficientLayout(parameters.poly_modulus_degree, n_features, n_outputs,
+                                       **{k: int(v) for k, v in enc["layout"].items()})
+            single = SinglePath(parameters, float(enc["input_scale"]), float(enc["output_scale"]), layout,
+                                float(enc["noise_bound"]))
+            batch = data.get("batch")
+            lanes = None if batch is None else BatchPath(
+                int(batch["max_records"]), None if batch["features"] is None else tuple(int(f) for f in batch["features"]),
+                float(batch["input_scale"]), float(batch["output_scale"]), float(batch["noise_bound"]))
+            bound = data["input_bound"]
+            classes = data.get("classes")
+            limits = data["limits"]
+            return cls(str(data["model_hash"]), str(data["estimator"]), str(data["kind"]), n_features, n_outputs,
+                       None if classes is None else tuple(classes), data.get("proba"),
+                       tuple(float(b) for b in bound) if isinstance(bound, list) else float(bound),
+                       single, lanes, Limits(int(limits["max_request_bytes"]), int(limits["max_batch_request_bytes"])),
+                       version)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a model description of protocol version {PROTOCOL_VERSION}: {exc!r}") from exc
+
+
+# -- the codec ------------------------------------------------------------------------------
+
+
+def read_request(body: bytes, content_type: str | None, limits: Limits) -> tuple[ScoreRequest, WireForm]:
+    """What a host calls with a request body: the caps, then the strict parse, once.
 
     Raises:
-        CredentialsRefused: with a message that explains why.
+        PayloadTooLarge: before parsing, beyond the largest body the model takes; after it,
+            a single-record body beyond the single-record cap.
+        BadRequest, CredentialsRefused, UnsupportedMediaType: as :func:`decode_request`.
     """
-    if any(str(name).lower() in CREDENTIAL_NAMES for name in names) or any(
-            marker in body for marker in CREDENTIAL_MARKERS):
-        raise CredentialsRefused(CREDENTIALS_MESSAGE)
+    if len(body) > limits.largest:
+        raise PayloadTooLarge(_too_large(len(body), limits))
+    request, form = decode_request(body, content_type)
+    if request.records is None and len(body) > limits.max_request_bytes:
+        raise PayloadTooLarge(f"request body is {len(body)} bytes; one record needs at most "
+                              f"{limits.max_request_bytes}")
+    return request, form
 
 
-def encode(message: ScoreMessage, *, binary: bool, response: bool) -> tuple[bytes, str]:
-    """Serialize a request or response; return the body and its content type."""
-    if binary:
-        return _encode_binary(message, RESPONSE_MAGIC if response else REQUEST_MAGIC), BINARY_TYPE
-    document: dict = {"version": PROTOCOL_VERSION,
-                      "ciphertexts": [base64.b64encode(c).decode("ascii") for c in message.ciphertexts]}
-    if message.model_hash is not None:
-        document["model_hash"] = message.model_hash
-    if message.records is not None:
-        document["records"] = message.records
-    return json.dumps(document, separators=(",", ":")).encode(), JSON_TYPE
+BATCH_LIMITS_MESSAGE = ("batch requests are capped at {cap} bytes, below Azure Functions' 100 MB request limit "
+                        "(and the work per batch stays well under its 230 s response limit)")
 
 
-def decode(body: bytes, content_type: str | None, *, response: bool) -> ScoreMessage:
-    """Parse a request or response in either form, strictly.
+def _too_large(size: int, limits: Limits) -> str:
+    if not limits.max_batch_request_bytes:
+        return f"request body is {size} bytes; the limit is {limits.max_request_bytes}"
+    return f"request body is {size} bytes; " + BATCH_LIMITS_MESSAGE.format(cap=limits.max_batch_request_bytes)
+
+
+def decode_request(body: bytes, content_type: str | None) -> tuple[ScoreRequest, WireForm]:
+    """Parse a request in either form, strictly; return it and its form.
 
     Raises:
         BadRequest: for anything malformed, with a message that says what.
         CredentialsRefused: if a JSON request carries storage credentials.
         UnsupportedMediaType: for a content type that is neither form.
     """
+    form = _form(body, content_type, REQUEST_MAGIC)
+    fields = _decode_binary(body, REQUEST_MAGIC) if form is WireForm.BINARY else _decode_json(body, response=False)
+    return ScoreRequest(*fields), form
+
+
+def decode_response(body: bytes, content_type: str | None) -> ScoreResponse:
+    """Parse a response in either form (the client's side).
+
+    Raises:
+        BadRequest: for anything malformed (it did not come from this service).
+    """
+    form = _form(body, content_type, RESPONSE_MAGIC)
+    ciphertexts, model_hash, records = (_decode_binary(body, RESPONSE_MAGIC) if form is WireForm.BINARY
+                                        else _decode_json(body, response=True))
+    if model_hash is None:
+        raise BadRequest("a response must name its model")
+    return ScoreResponse(ciphertexts, model_hash, records)
+
+
+def encode_request(request: ScoreRequest, form: WireForm) -> bytes:
+    """A request's body in ``form`` (the client's side)."""
+    return _encode(request, form, REQUEST_MAGIC)
+
+
+def encode_response(response: ScoreResponse, form: WireForm) -> bytes:
+    """A response's body in ``form``, its request's form."""
+    return _encode(response, form, RESPONSE_MAGIC)
+
+
+def _form(body: bytes, content_type: str | None, magic: bytes) -> WireForm:
     kind = media_type(content_type)
-    magic = RESPONSE_MAGIC if response else REQUEST_MAGIC
     if kind == BINARY_TYPE or (not kind and body[:4] == magic):
-        return _decode_binary(body, magic)
+        return WireForm.BINARY
     if kind in (JSON_TYPE, "text/json") or not kind:
-        return _decode_json(body, response=response)
+        return WireForm.JSON
     raise UnsupportedMediaType(f"content type {kind!r} is not served; send {JSON_TYPE} or {BINARY_TYPE}")
 
 
-def _encode_binary(message: ScoreMessage, magic: bytes) -> bytes:
+def message_document(message: ScoreRequest | ScoreResponse) -> dict:
+    """A message's JSON form as a document (the container's envelope embeds one)."""
+    document: dict = {"version": PROTOCOL_VERSION,
+                      "ciphertexts": [base64.b64encode(c).decode("ascii") for c in message.ciphertexts]}
+    if message.model_hash is not None:
+        document["model_hash"] = message.model_hash
+    if message.records is not None:
+        document["records"] = message.records
+    return document
+
+
+def _encode(message: ScoreRequest | ScoreResponse, form: WireForm, magic: bytes) -> bytes:
+    if form is WireForm.JSON:
+        return json.dumps(message_document(message), separators=(",", ":")).encode()
     flags = (HAS_MODEL_HASH if message.model_hash is not None else 0) | (
         HAS_RECORDS if message.records is not None else 0)
     parts = [FRAME.pack(magic, PROTOCOL_VERSION, flags, len(message.ciphertexts))]
@@ -122,7 +367,10 @@ def _encode_binary(message: ScoreMessage, magic: bytes) -> bytes:
     return b"".join(parts)
 
 
-def _decode_binary(body: bytes, magic: bytes) -> ScoreMessage:
+Fields = tuple[tuple[bytes, ...], "str | None", "int | None"]
+
+
+def _decode_binary(body: bytes, magic: bytes) -> Fields:
     if len(body) < FRAME.size:
         raise BadRequest("binary message is shorter than its frame header")
     found, version, flags, count = FRAME.unpack_from(body)
@@ -154,7 +402,7 @@ def _decode_binary(body: bytes, magic: bytes) -> ScoreMessage:
         offset += length
     if offset != len(body):
         raise BadRequest(f"binary message has {len(body) - offset} bytes after its last ciphertext")
-    return ScoreMessage(tuple(ciphertexts), model_hash, records)
+    return tuple(ciphertexts), model_hash, records
 
 
 def load_json_object(body: bytes) -> dict:
@@ -189,10 +437,37 @@ def decode_base64(text: object, what: str) -> bytes:
         raise BadRequest(f"{what} is not valid base64") from exc
 
 
-def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
+def refuse_credentials(names, body: bytes = b"") -> None:
+    """Refuse a request whose field or parameter names, or body, carry storage credentials.
+
+    Raises:
+        CredentialsRefused: with a message that explains why.
+    """
+    if any(str(name).lower() in CREDENTIAL_NAMES for name in names) or any(
+            marker in body for marker in CREDENTIAL_MARKERS):
+        raise CredentialsRefused(CREDENTIALS_MESSAGE)
+
+
+def request_from_document(document: object) -> ScoreRequest:
+    """A request from its JSON document, already parsed (the container's envelope holds one).
+
+    Raises:
+        BadRequest, CredentialsRefused: as :func:`decode_request`.
+    """
+    if not isinstance(document, dict):
+        raise BadRequest("a score message must be a JSON object")
+    refuse_credentials(document.keys())
+    return ScoreRequest(*_fields(document))
+
+
+def _decode_json(body: bytes, *, response: bool) -> Fields:
     document = load_json_object(body)
     if not response:
         refuse_credentials(document.keys(), body)
+    return _fields(document)
+
+
+def _fields(document: dict) -> Fields:
     unknown = set(document) - {"version", "ciphertexts", "model_hash", "records"}
     if unknown:
         raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; "
@@ -215,8 +490,7 @@ def _decode_json(body: bytes, *, response: bool) -> ScoreMessage:
         if not isinstance(records, int) or isinstance(records, bool):
             raise BadRequest("records must be an integer")
         _check_records(records)
-    return ScoreMessage(tuple(decode_base64(c, f"ciphertext {i}") for i, c in enumerate(ciphertexts)),
-                        model_hash, records)
+    return tuple(decode_base64(c, f"ciphertext {i}") for i, c in enumerate(ciphertexts)), model_hash, records
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -227,6 +501,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
 
 
 def _check_version(version: int) -> None:
+    if version == 1:
+        raise BadRequest(f"protocol version 1 is not supported: this service speaks version {PROTOCOL_VERSION}, "
+                         "which moved batches from CKKS slots to coefficient lanes; update the client")
     if version != PROTOCOL_VERSION:
         raise BadRequest(f"protocol version {version} is not supported (this service speaks {PROTOCOL_VERSION})")
 

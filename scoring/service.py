@@ -1,18 +1,19 @@
-"""The data plane every host calls: bytes in, bytes out.
+"""The data plane every host calls: typed messages in, typed messages out.
 
-A host (the Azure Functions app, the Azure ML entry script) only moves bytes between its
-transport and these methods, and maps a :class:`~scoring.errors.ScoringError` to its
-status and JSON body in one place. Nothing here knows about Azure.
+A host turns its transport into a :class:`~scoring.protocol.ScoreRequest` with the codec
+(:func:`scoring.protocol.read_request`), calls :meth:`ScoringService.score`, and encodes the
+:class:`~scoring.protocol.ScoreResponse` back; it maps a :class:`~scoring.errors.ScoringError`
+to its status and JSON body in one place. Nothing here knows about Azure.
 
 Example:
     >>> service = ScoringService(Settings(model_path="mnist.model.json"))  # doctest: +SKIP
-    >>> body, content_type = service.score(key_id, bundle_bytes, request_body, "application/json")  # doctest: +SKIP
+    >>> service.load()                                                       # doctest: +SKIP
+    >>> response = service.score(key_id, bundle_bytes, request)              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -20,275 +21,227 @@ from pathlib import Path
 
 import tenseal.sealapi as seal
 
-from . import protocol
-from .ckks import (
-    DEFAULT_PARAMETERS,
-    BlobError,
-    CkksParameters,
-    canonical_ciphertext,
-    ciphertext_blob_size,
-    runtime,
-)
-from .bulk import BulkKernel
+from . import ownership
 from .bundles import BundleCache, BundleSource, InlineBundle
-from .errors import (
-    BadRequest,
-    CiphertextRejected,
-    KeysNotFound,
-    ModelMismatch,
-    PayloadTooLarge,
-    ServiceUnavailable,
-)
-from .kernel import CoefficientKernel
-from .keys import PublicBundle, check_key_id, load_bundle
-from .model import LinearModel, ModelError, load_model
+from .ckks import BlobError, SealRuntime, canonical_ciphertext, ciphertext_blob_size, runtime
+from .errors import BadRequest, CiphertextRejected, KeysNotFound, KeysRejected, ModelMismatch, ServiceUnavailable
+from .keys import BUNDLE_NAME_MESSAGE, PublicBundle, check_key_id, key_id_of, load_bundle
+from .kernels.lanes import LaneKernel
+from .kernels.masking import flood_bound
+from .kernels.single import CoefficientKernel
+from .loading import load_model
+from .model import LinearModel, ModelError
+from .pools import ZeroPools
+from .protocol import BatchPath, Limits, ModelDescription, ScoreRequest, ScoreResponse, SinglePath
+from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ENV_PREFIX = "SCORING_"
-# Azure Functions refuses request bodies over 100 MB and answers HTTP after 230 s; batches
-# stay below both: the body under 95 MB, the work under about a minute on one core.
-DEFAULT_MAX_BULK_REQUEST_BYTES = 95_000_000
-MAX_BULK_PRODUCTS = 1_000_000  # (used features x outputs) scalar products per batch
-BULK_LIMITS_MESSAGE = ("batch requests are capped at {cap} bytes, below Azure Functions' 100 MB request limit "
-                       "(and the work per batch stays well under its 230 s response limit)")
+MAX_BATCH_PRODUCTS = 1_000_000  # (sent features x outputs) scalar products per batch: seconds, not minutes
 KEYS_MISSING_MESSAGE = ("no key bundle is stored under key id {key_id}; upload the public keys first "
                         "(ScoringClient.upload_keys(), or PUT /api/keys/{key_id})")
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Service settings; :meth:`from_env` reads them once, with the ``SCORING_`` prefix.
+class LoadedModel:
+    """A model ready to score: its kernels, its description and its pools of masked zeros."""
 
-    Attributes:
-        model_path: ``SCORING_MODEL_PATH``, an exported artifact or a joblib pickle.
-        input_bound: ``SCORING_INPUT_BOUND``, for pickles: the largest ``|x_i|`` accepted.
-        key_cache_entries: ``SCORING_KEY_CACHE_ENTRIES``, parsed bundles kept (LRU).
-        max_request_bytes: ``SCORING_MAX_REQUEST_BYTES``; 0 sizes it from the model.
-        max_bulk_request_bytes: ``SCORING_MAX_BULK_REQUEST_BYTES``, the cap for batches
-            (95 MB by default, below Azure Functions' 100 MB); 0 turns the bulk path off.
-    """
+    model: LinearModel
+    single: CoefficientKernel
+    lanes: LaneKernel | None
+    description: ModelDescription
+    pools: ZeroPools
 
-    model_path: str = ""
-    input_bound: float | None = None
-    key_cache_entries: int = 64
-    max_request_bytes: int = 0
-    max_bulk_request_bytes: int = DEFAULT_MAX_BULK_REQUEST_BYTES
-    parameters: CkksParameters = DEFAULT_PARAMETERS
-
-    @classmethod
-    def from_env(cls, environ: os._Environ | dict | None = None, *, base_dir: Path | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        path = env.get(ENV_PREFIX + "MODEL_PATH", "")
-        if path and base_dir is not None and not Path(path).is_absolute():
-            path = str(base_dir / path)
-        bound = env.get(ENV_PREFIX + "INPUT_BOUND")
-        return cls(
-            model_path=path,
-            input_bound=float(bound) if bound else None,
-            key_cache_entries=int(env.get(ENV_PREFIX + "KEY_CACHE_ENTRIES", cls.key_cache_entries)),
-            max_request_bytes=int(env.get(ENV_PREFIX + "MAX_REQUEST_BYTES", cls.max_request_bytes)),
-            max_bulk_request_bytes=int(env.get(ENV_PREFIX + "MAX_BULK_REQUEST_BYTES",
-                                               cls.max_bulk_request_bytes)),
-        )
+    @property
+    def rt(self) -> SealRuntime:
+        return self.single.rt
 
 
 class ScoringService:
-    """Scores encrypted records with one linear model; built lazily, kept for the worker's life."""
+    """Scores encrypted records with one linear model; loaded once, kept for the worker's life."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.bundles = BundleCache(settings.key_cache_entries)
-        self._kernel: CoefficientKernel | None = None
-        self._bulk: BulkKernel | None = None
+        self.bundles = BundleCache(settings.key_cache_entries, settings.key_revalidate_seconds)
+        self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    @property
-    def kernel(self) -> CoefficientKernel:
-        """The model's kernel, built on first use (weights encoded once per worker).
+    def load(self, model: LinearModel | None = None, *, single: CoefficientKernel | None = None) -> LoadedModel:
+        """Load the configured model (or ``model``, or the kernel ``single``) and encode it; once.
 
         Raises:
             ServiceUnavailable: if no model is configured or it cannot be loaded.
         """
-        if self._kernel is None:
+        if self._loaded is None:
             with self._lock:
-                if self._kernel is None:
-                    self._kernel = self._build_kernel()
-        return self._kernel
+                if self._loaded is None:
+                    self._loaded = self._build(model, single)
+        return self._loaded
 
     @property
-    def bulk(self) -> BulkKernel | None:
-        """The batch kernel, or None where a batch would not fit the request limits."""
-        return self._bulk if self.kernel is not None else None
+    def loaded(self) -> LoadedModel:
+        """The loaded model, loading it on first use (the hosts' lazy initialization)."""
+        return self._loaded or self.load()
 
-    def _build_kernel(self) -> CoefficientKernel:
-        if not self.settings.model_path:
-            raise ServiceUnavailable("no model is configured: set SCORING_MODEL_PATH")
+    def _build(self, model: LinearModel | None, single: CoefficientKernel | None) -> LoadedModel:
         started = time.perf_counter()
+        source = "the given model"
         try:
-            model = load_model(self.settings.model_path, input_bound=self.settings.input_bound)
-            kernel = CoefficientKernel(model, runtime(self.settings.parameters))
-            self._bulk = self._build_bulk(kernel)
+            if single is None:
+                if model is None:
+                    if not self.settings.model_path:
+                        raise ServiceUnavailable("no model is configured: set SCORING_MODEL_PATH")
+                    source = Path(self.settings.model_path).name
+                    model = load_model(self.settings.model_path, input_bound=self.settings.input_bound)
+                single = CoefficientKernel(model, runtime(self.settings.parameters))
+            model = single.model
+            lanes = self._build_lanes(single)
         except (ModelError, ValueError) as exc:
-            logger.error("cannot load model %s: %s", self.settings.model_path, exc)
+            logger.error("cannot load model %s: %s", source, exc)
             raise ServiceUnavailable("the model cannot be loaded; see the service log") from exc
-        logger.info("model %s loaded (%s, %d features, %d outputs, hash %s) in %.0f ms",
-                    Path(self.settings.model_path).name, model.estimator, model.n_features,
-                    model.n_outputs, model.model_hash[:12], (time.perf_counter() - started) * 1e3)
-        return kernel
+        pools = ZeroPools(single, depth=self.settings.zero_pool_depth, max_bundles=self.settings.zero_pool_bundles)
+        loaded = LoadedModel(model, single, lanes, self._describe(single, lanes), pools)
+        logger.info("model %s loaded (%s, %d features, %d outputs, hash %s) in %.0f ms", source, model.estimator,
+                    model.n_features, model.n_outputs, model.model_hash[:12], (time.perf_counter() - started) * 1e3)
+        return loaded
 
-    def _build_bulk(self, kernel: CoefficientKernel) -> BulkKernel | None:
-        bulk = BulkKernel(kernel.model, kernel.rt)
-        used = len(bulk.encoding.features)
-        smallest = used * ciphertext_blob_size(kernel.rt, seeded=True)
-        if used * kernel.model.n_outputs > MAX_BULK_PRODUCTS or smallest > self.settings.max_bulk_request_bytes:
-            logger.info("no bulk path: %d features x %d outputs, %d bytes per batch at the least", used,
-                        kernel.model.n_outputs, smallest)
+    def _build_lanes(self, single: CoefficientKernel) -> LaneKernel | None:
+        cap = self.settings.max_batch_request_bytes
+        if not cap:
             return None
-        return bulk
+        lanes = LaneKernel(single.model, single.rt, skip_zero_features=self.settings.batch_skip_zero_features)
+        sent = len(lanes.encoding.features)
+        smallest = sent * ciphertext_blob_size(single.rt, seeded=True)
+        if sent * single.model.n_outputs > MAX_BATCH_PRODUCTS or smallest > cap:
+            logger.info("no batch path: %d features x %d outputs, %d bytes per batch at the least", sent,
+                        single.model.n_outputs, smallest)
+            return None
+        return lanes
+
+    def _describe(self, single: CoefficientKernel, lanes: LaneKernel | None) -> ModelDescription:
+        model = single.model
+        json_ciphertext = 4 * (ciphertext_blob_size(single.rt, seeded=False) + 2) // 3 + 4  # quotes and comma
+        max_request = self.settings.max_request_bytes or single.layout.n_chunks * json_ciphertext + 4096
+        batch, max_batch = None, 0
+        if lanes is not None:
+            enc = lanes.encoding
+            features = None if len(enc.features) == model.n_features else enc.features
+            batch = BatchPath(enc.max_records, features, enc.input_scale, enc.output_scale,
+                              flood_bound(enc.output_scale))
+            max_batch = min(len(enc.features) * json_ciphertext + 4096, self.settings.max_batch_request_bytes)
+        encryption = SinglePath(single.rt.parameters, single.input_scale, single.output_scale, single.layout,
+                                flood_bound(single.output_scale))
+        return ModelDescription(model.model_hash, model.estimator, model.kind, model.n_features, model.n_outputs,
+                                model.classes, model.proba, model.input_bound, encryption, batch,
+                                Limits(max_request, max_batch))
+
+    # -- the data plane ------------------------------------------------------------------
+
+    def describe(self) -> ModelDescription:
+        """What a client needs to encrypt for this model; no weights."""
+        return self.loaded.description
 
     @property
-    def model(self) -> LinearModel:
-        return self.kernel.model
+    def limits(self) -> Limits:
+        """The body caps a host checks before parsing."""
+        return self.loaded.description.limits
 
-    def max_request_bytes(self) -> int:
-        """The body cap: the largest legitimate JSON request plus a margin, unless configured."""
-        if self.settings.max_request_bytes:
-            return self.settings.max_request_bytes
-        return self.kernel.layout.n_chunks * self._json_ciphertext_bytes() + 4096
+    @staticmethod
+    def health() -> dict:
+        """Liveness only: says nothing about the model or other callers, loads nothing."""
+        return {"status": "ok"}
 
-    def max_bulk_request_bytes(self) -> int:
-        """The cap for batch bodies: the largest legitimate batch, at most the configured cap."""
-        if self.bulk is None:
-            return 0
-        largest = len(self.bulk.encoding.features) * self._json_ciphertext_bytes() + 4096
-        return min(largest, self.settings.max_bulk_request_bytes)
-
-    def _json_ciphertext_bytes(self) -> int:
-        """One unseeded ciphertext in base64 with its JSON quotes and comma: the largest legitimate form."""
-        return 4 * (ciphertext_blob_size(runtime(self.settings.parameters), seeded=False) + 2) // 3 + 4
-
-    # -- endpoints -----------------------------------------------------------------------
-
-    def health(self) -> dict:
-        """Liveness plus whether the model is loaded; never loads it."""
-        return {"status": "ok", "model_loaded": self._kernel is not None,
-                "cached_key_bundles": len(self.bundles)}
-
-    def describe(self) -> dict:
-        """What a client needs to encrypt for this model; no weights."""
-        kernel = self.kernel
-        model = kernel.model
-        return {
-            "protocol_version": protocol.PROTOCOL_VERSION,
-            "model_hash": model.model_hash,
-            "estimator": model.estimator,
-            "kind": model.kind,
-            "n_features": model.n_features,
-            "n_outputs": model.n_outputs,
-            "classes": None if model.classes is None else list(model.classes),
-            "proba": model.proba,
-            "input_bound": model.to_artifact()["input_bound"],
-            "encryption": {
-                **kernel.rt.parameters.to_dict(),
-                "encoding": "coefficient",
-                "input_scale": kernel.input_scale,
-                "output_scale": kernel.output_scale,
-                "layout": kernel.layout.to_dict(),
-            },
-            "bulk": None if self.bulk is None else self.bulk.encoding.to_dict(),
-            "limits": {"max_request_bytes": self.max_request_bytes(),
-                       "max_bulk_request_bytes": self.max_bulk_request_bytes()},
-        }
-
-    def check_upload(self, key_id: str, body: bytes) -> bytes:
-        """Check a bundle before it is stored under ``key_id``; return it unchanged.
+    def check_upload(self, key_id: str, data: bytes) -> PublicBundle:
+        """Check a bundle before it is stored under ``key_id``.
 
         Raises:
             BadRequest: for a malformed key id.
             KeysRejected: if the bundle does not parse, holds a secret key, uses unserved
-                parameters, or does not hash to ``key_id``.
+                parameters, has a visibly malformed public key, or does not hash to ``key_id``.
         """
         check_key_id(key_id)
-        load_bundle(body, key_id, served=(self.settings.parameters,))
-        logger.info("key bundle %s accepted (%d bytes)", key_id[:12], len(body))
-        return body
+        bundle = load_bundle(data, key_id, served=(self.settings.parameters,))
+        logger.info("key bundle %s accepted (%d bytes)", key_id[:12], len(data))
+        return bundle
 
     def forget(self, key_id: str) -> None:
-        """Drop a bundle from the cache (after it was deleted from storage)."""
+        """Drop a bundle from the caches (after it was deleted from storage)."""
         self.bundles.discard(check_key_id(key_id))
+        if self._loaded is not None:
+            self._loaded.pools.discard(key_id)
 
-    def score(self, key_id: str, bundle: BundleSource | bytes | None, body: bytes,
-              content_type: str | None) -> tuple[bytes, str]:
-        """Score one encrypted request with the bundle stored under ``key_id``.
+    def challenge(self, key_id: str, source: BundleSource | bytes | None) -> ownership.Challenge:
+        """A challenge only the holder of the bundle's secret key can answer (to delete it).
+
+        Raises:
+            BadRequest, KeysNotFound, KeysRejected, ServiceUnavailable: as :meth:`score`.
+        """
+        check_key_id(key_id)
+        return ownership.issue(self._bundle(key_id, source))
+
+    def score(self, key_id: str, source: BundleSource | bytes | None, request: ScoreRequest) -> ScoreResponse:
+        """Score one record, or a batch in coefficient lanes, with the bundle stored under ``key_id``.
 
         Args:
             key_id: from the URL.
-            bundle: where the stored bundle is (a BundleSource), or its bytes as the host
-                read them, or None if none is stored.
-            body: the request body.
-            content_type: the request's Content-Type; the response uses the same form.
-
-        Returns:
-            The response body and its content type.
+            source: where the stored bundle is (a BundleSource), or its bytes as the host
+                holds them, or None when the host knows none is stored.
+            request: the parsed request.
 
         Raises:
             ScoringError: a subclass naming the HTTP status for every refusal.
         """
         started = time.perf_counter()
         check_key_id(key_id)
-        single_cap, bulk_cap = self.max_request_bytes(), self.max_bulk_request_bytes()
-        if len(body) > max(single_cap, bulk_cap):
-            raise PayloadTooLarge(self._too_large(len(body), single_cap, bulk_cap))
-        message = protocol.decode(body, content_type, response=False)
-        kernel = self.kernel
-        if message.model_hash is not None and message.model_hash != kernel.model.model_hash:
-            raise ModelMismatch(f"request was made for model {message.model_hash}; "
-                                f"this service now serves {kernel.model.model_hash}")
-        if message.records is None and len(body) > single_cap:
-            raise PayloadTooLarge(f"request body is {len(body)} bytes; one record needs at most {single_cap}")
-        public = self._bundle(key_id, bundle)
-        if message.records is None:
-            results = kernel.evaluate(self._ciphertexts(message, kernel), public.encryptor)
+        loaded = self.loaded
+        model_hash = loaded.model.model_hash
+        if request.model_hash is not None and request.model_hash != model_hash:
+            raise ModelMismatch(f"request was made for model {request.model_hash}; this service now serves "
+                                f"{model_hash}")
+        if request.records is None:
+            chunks = self._ciphertexts(request, loaded)
+            bundle = self._bundle(key_id, source)
+            results = loaded.single.evaluate(chunks, loaded.pools.take(bundle))
         else:
-            results = self._bulk_results(message, public)
-        reply = protocol.ScoreMessage(tuple(kernel.rt.save_canonical(r) for r in results),
-                                      kernel.model.model_hash, message.records)
-        binary = protocol.media_type(content_type) == protocol.BINARY_TYPE or (
-            not content_type and body[:4] == protocol.REQUEST_MAGIC)
-        out, out_type = protocol.encode(reply, binary=binary, response=True)
-        logger.info("scored for key %s: %d bytes in, %d bytes out, %.2f ms", key_id[:12], len(body),
-                    len(out), (time.perf_counter() - started) * 1e3)
-        return out, out_type
+            columns = self._columns(request, loaded)
+            bundle = self._bundle(key_id, source)
+            results = loaded.lanes.evaluate(columns, bundle.encryptor, request.records)
+        response = ScoreResponse(tuple(loaded.rt.save_canonical(r) for r in results), model_hash, request.records)
+        logger.info("scored %d record(s) for key %s in %.2f ms", response.disclosed, key_id[:12],
+                    (time.perf_counter() - started) * 1e3)
+        return response
+
+    def _ciphertexts(self, request: ScoreRequest, loaded: LoadedModel) -> list[seal.Ciphertext]:
+        single = loaded.single
+        expected = single.layout.n_chunks
+        if len(request.ciphertexts) != expected:
+            raise CiphertextRejected(f"this model takes {expected} ciphertext(s) per record "
+                                     f"({loaded.model.n_features} features), not {len(request.ciphertexts)}")
+        return [self._load(loaded.rt, blob, single.input_scale, f"ciphertext {i}")
+                for i, blob in enumerate(request.ciphertexts)]
+
+    def _columns(self, request: ScoreRequest, loaded: LoadedModel) -> list[seal.Ciphertext]:
+        if loaded.lanes is None:
+            raise BadRequest("this model has no batch path (its batches would not fit the request limits); "
+                             "send one record per request")
+        encoding = loaded.lanes.encoding
+        if request.records > encoding.max_records:
+            raise BadRequest(f"a batch holds at most {encoding.max_records} records, not {request.records}")
+        if len(request.ciphertexts) != len(encoding.features):
+            what = ("one per feature" if len(encoding.features) == encoding.n_features
+                    else "one per feature with a nonzero weight")
+            raise CiphertextRejected(f"a batch for this model takes {len(encoding.features)} ciphertexts ({what}), "
+                                     f"not {len(request.ciphertexts)}")
+        return [self._load(loaded.rt, blob, encoding.input_scale, f"ciphertext {i}")
+                for i, blob in enumerate(request.ciphertexts)]
 
     @staticmethod
-    def _too_large(size: int, single_cap: int, bulk_cap: int) -> str:
-        if not bulk_cap:
-            return f"request body is {size} bytes; the limit is {single_cap}"
-        return f"request body is {size} bytes; " + BULK_LIMITS_MESSAGE.format(cap=bulk_cap)
-
-    def _bulk_results(self, message: protocol.ScoreMessage, public: PublicBundle) -> list[seal.Ciphertext]:
-        bulk = self.bulk
-        if bulk is None:
-            raise BadRequest("this model has no batch path (its batches would not fit the request "
-                             "limits); send one record per request")
-        encoding = bulk.encoding
-        if message.records > encoding.max_records:
-            raise BadRequest(f"a batch holds at most {encoding.max_records} records, not {message.records}")
-        if len(message.ciphertexts) != len(encoding.features):
-            raise CiphertextRejected(f"a batch for this model takes {len(encoding.features)} ciphertexts "
-                                     f"(one per feature with a nonzero weight), not {len(message.ciphertexts)}")
-        columns = [self._load(blob, encoding.input_scale, f"ciphertext {i}")
-                   for i, blob in enumerate(message.ciphertexts)]
-        return bulk.evaluate(columns, public.encryptor)
-
-    def _load(self, blob: bytes, scale: float, what: str) -> seal.Ciphertext:
-        rt = runtime(self.settings.parameters)
+    def _load(rt: SealRuntime, blob: bytes, scale: float, what: str) -> seal.Ciphertext:
         try:
-            ciphertext = rt.load(seal.Ciphertext(),
-                                 canonical_ciphertext(rt, blob, scale=scale, seeded_ok=True, what=what))
+            ciphertext = rt.load(seal.Ciphertext(), canonical_ciphertext(rt, blob, scale=scale, seeded_ok=True,
+                                                                         what=what))
         except BlobError as exc:
             raise CiphertextRejected(str(exc)) from exc
         except (RuntimeError, ValueError) as exc:
@@ -298,25 +251,27 @@ class ScoringService:
         return ciphertext
 
     def _bundle(self, key_id: str, source: BundleSource | bytes | None) -> PublicBundle:
-        if source is None or isinstance(source, bytes):
-            source = InlineBundle(source)
-        if self.bundles.contains(key_id):
-            version = source.version()
-            cached = None if version is None else self.bundles.get(key_id, version)
-            if cached is not None:
-                return cached
-        stored = source.read()
-        if stored is None:
-            self.bundles.discard(key_id)
+        if source is None:  # the host knows nothing is stored (no storage): the cache is no store
             raise KeysNotFound(KEYS_MISSING_MESSAGE.format(key_id=key_id))
-        data, version = stored
+        if isinstance(source, bytes):
+            if key_id_of(source) != key_id:
+                raise KeysRejected(BUNDLE_NAME_MESSAGE)
+            source = InlineBundle(source)
+        cached = self.bundles.get(key_id)
+        if cached is not None:
+            bundle, confirmed = cached
+            if confirmed:
+                return bundle
+            if source.exists():
+                self.bundles.put(bundle)
+                return bundle
+            self.forget(key_id)
+            raise KeysNotFound(KEYS_MISSING_MESSAGE.format(key_id=key_id))
+        data = source.read()
+        if data is None:
+            raise KeysNotFound(KEYS_MISSING_MESSAGE.format(key_id=key_id))
         bundle = load_bundle(data, key_id, served=(self.settings.parameters,))
-        self.bundles.put(version, bundle)
+        for evicted in self.bundles.put(bundle):
+            if self._loaded is not None:
+                self._loaded.pools.discard(evicted)
         return bundle
-
-    def _ciphertexts(self, message: protocol.ScoreMessage, kernel: CoefficientKernel) -> list[seal.Ciphertext]:
-        expected = kernel.layout.n_chunks
-        if len(message.ciphertexts) != expected:
-            raise CiphertextRejected(f"this model takes {expected} ciphertext(s) per record "
-                                     f"({kernel.model.n_features} features), not {len(message.ciphertexts)}")
-        return [self._load(blob, kernel.input_scale, f"ciphertext {i}") for i, blob in enumerate(message.ciphertexts)]
