@@ -17,6 +17,7 @@ COPY requirements.txt requirements-aml.txt ./
 RUN pip install --no-cache-dir -r requirements-aml.txt
 
 COPY scoring/ scoring/
+COPY keystore/ keystore/
 COPY hosts/ hosts/
 COPY score.py ./
 
@@ -29,7 +30,6 @@ USER 10001
 ENV AML_APP_ROOT=/app \
     PYTHONPATH=/app \
     AZUREML_MODEL_DIR=/var/azureml-app/azureml-models \
-    SCORING_KEYS_CONTAINER=hekeys \
     APP_INSIGHTS_LOG_RESPONSE_ENABLED=false \
     GUNICORN_CMD_ARGS=--no-control-socket
 

@@ -6,8 +6,11 @@ Example:
     >>> client.predict(X[:3])                             # doctest: +SKIP
 """
 
-from .keys import SecretKeys, load_secret_key, save_secret_key
-from .scoring_client import EncryptedRecord, EncryptedScores, ModelInfo, ScoringClient, ServiceError
+from scoring.protocol import ModelDescription
 
-__all__ = ["ScoringClient", "ServiceError", "ModelInfo", "EncryptedRecord", "EncryptedScores",
-           "SecretKeys", "save_secret_key", "load_secret_key"]
+from .keys import SecretKeys, load_secret_key, save_secret_key
+from .scoring_client import EncryptedRecord, EncryptedScores, ModelChanged, ScoringClient
+from .transport import ContainerTransport, FunctionsTransport, ServiceError
+
+__all__ = ["ScoringClient", "ServiceError", "ModelChanged", "ModelDescription", "EncryptedRecord", "EncryptedScores",
+           "SecretKeys", "save_secret_key", "load_secret_key", "FunctionsTransport", "ContainerTransport"]

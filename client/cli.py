@@ -41,6 +41,7 @@ from .scoring_client import ScoringClient, ServiceError
 
 PROG = "he-scoring"
 LOCAL_ENDPOINT = "http://127.0.0.1:7071"
+CHECKOUT = Path(__file__).resolve().parent.parent  # serve runs this checkout's demo.serve
 
 
 class CliError(Exception):
@@ -66,12 +67,12 @@ def keys_generate(args: argparse.Namespace) -> int:
 def keys_upload(args: argparse.Namespace) -> int:
     """Upload the public bundle through the service, or straight to blob storage; print the key id."""
     keys = load_secret_key(args.secret_key)
-    if args.connection_string:
-        from .storage import upload_bundle
+    if args.connection_string or args.setting:
+        from keystore.blobs import upload_bundle
 
-        key_id = upload_bundle(keys.public_bundle(), connection_string=args.connection_string,
+        key_id = upload_bundle(keys.public_bundle(), setting=args.setting, connection_string=args.connection_string,
                                container=args.container)
-        _note(f"uploaded to blob storage as {args.container}/{key_id}")
+        _note(f"uploaded to blob storage as {args.container or 'the keys container'}/{key_id}")
     else:
         key_id = _client(args, keys).upload_keys()
         _note(f"uploaded through the service at {_endpoint(args)}")
@@ -82,10 +83,11 @@ def keys_upload(args: argparse.Namespace) -> int:
 def keys_delete(args: argparse.Namespace) -> int:
     """Delete the public bundle, through the service or straight from blob storage."""
     keys = load_secret_key(args.secret_key)
-    if args.connection_string:
-        from .storage import delete_bundle
+    if args.connection_string or args.setting:
+        from keystore.blobs import delete_bundle
 
-        deleted = delete_bundle(keys.key_id, connection_string=args.connection_string, container=args.container)
+        deleted = delete_bundle(keys.key_id, setting=args.setting, connection_string=args.connection_string,
+                                container=args.container)
     else:
         deleted = _client(args, keys).delete_keys()
     _note(f"key bundle {keys.key_id} " + ("deleted" if deleted else "was not there"))
@@ -94,20 +96,22 @@ def keys_delete(args: argparse.Namespace) -> int:
 
 def describe(args: argparse.Namespace) -> int:
     """Print what the served model takes and returns."""
-    raw = _client(args).describe_model().raw
+    info = _client(args).describe_model()
     if args.json:
-        print(json.dumps(raw, indent=2))
+        print(json.dumps(info.to_dict(), indent=2))
         return 0
-    enc = raw["encryption"]
-    classes = raw.get("classes")
-    lines = [f"estimator   {raw['estimator']} ({raw['kind']})",
-             f"features    {raw['n_features']}",
-             f"outputs     {raw['n_outputs']}" + (f", classes {classes}" if classes is not None else ""),
-             f"proba       {raw.get('proba') or 'not offered'}",
-             f"encryption  {enc['scheme']} N={enc['poly_modulus_degree']}, "
-             f"{'+'.join(map(str, enc['coeff_modulus_bits']))}-bit modulus, "
-             f"{enc['layout']['n_chunks']} ciphertext(s) per record",
-             f"model hash  {raw['model_hash']}"]
+    enc = info.encryption
+    batch = info.batch
+    lines = [f"estimator   {info.estimator} ({info.kind})",
+             f"features    {info.n_features}",
+             f"outputs     {info.n_outputs}" + (f", classes {list(info.classes)}" if info.classes is not None else ""),
+             f"proba       {info.proba or 'not offered'}",
+             f"encryption  CKKS N={enc.parameters.poly_modulus_degree}, "
+             f"{'+'.join(str(q.bit_length()) for q in enc.parameters.coeff_modulus)}-bit modulus, "
+             f"{enc.layout.n_chunks} ciphertext(s) per record",
+             f"batches     " + (f"up to {batch.max_records} records per request" if batch else "not offered"),
+             f"precision   scores carry noise within +-{enc.noise_bound:.2g} (model privacy)",
+             f"model hash  {info.model_hash}"]
     print("\n".join(lines))
     return 0
 
@@ -148,13 +152,15 @@ def export(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve locally as make serve does: Azurite and the Functions app on 127.0.0.1 until Ctrl-C."""
-    from demo.serve import main as serve_main
+    import subprocess
 
+    env = {**os.environ, "SERVE_PORT": str(args.port), "AZURITE_PORT": str(args.azurite_port)}
     if args.model:
-        os.environ["SCORING_MODEL_PATH"] = str(Path(args.model).resolve())
-    os.environ["SERVE_PORT"] = str(args.port)
-    os.environ["AZURITE_PORT"] = str(args.azurite_port)
-    return serve_main()
+        env["SCORING_MODEL_PATH"] = str(Path(args.model).resolve())
+    try:
+        return subprocess.call([sys.executable, "-m", "demo.serve"], env=env, cwd=CHECKOUT)
+    except KeyboardInterrupt:
+        return 0
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -181,7 +187,7 @@ def load_records(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Records (rows, features) and, for an MNIST folder, their labels."""
     path = Path(path)
     if path.is_dir():
-        from demo.data import load_mnist_test
+        from .datasets import load_mnist_test
 
         return load_mnist_test(path)
     X = load_array(path)
@@ -224,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     storage = argparse.ArgumentParser(add_help=False)
     storage.add_argument("--connection-string", metavar="CS",
                          help="go straight to your blob storage with this connection string, not through the service")
-    storage.add_argument("--container", default="hekeys", help="with --connection-string (default: hekeys)")
+    storage.add_argument("--setting", metavar="NAME",
+                         help="go straight to blob storage through the app settings the service itself reads "
+                              "(e.g. SCORING_STORAGE, or its __serviceUri/__clientId identity form)")
+    storage.add_argument("--container", help="with --connection-string or --setting (default: "
+                         "$SCORING_KEYS_CONTAINER, else hekeys)")
 
     keys = commands.add_parser("keys", help="generate, upload and delete keys",
                                description="Generate, upload and delete keys.")

@@ -1,4 +1,5 @@
-"""Data and models for the demo, the tests and the benchmark.
+"""Datasets the client reads for users (the command line's MNIST folders) and the demo, tests
+and benchmark share.
 
 MNIST is read by path from a folder of the idx files (``MNIST_DIR``, e.g.
 ``../shared/data/mnist``), never copied into the project. Without it, scikit-learn's

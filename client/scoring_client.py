@@ -2,7 +2,9 @@
 
 One call does the whole job (``client.predict(X)``: keys generated and uploaded on first
 use, encryption, the HTTP call, decryption); every step stays public for notebooks that
-show them one by one.
+show them one by one. Tables too big for memory go through :meth:`ScoringClient.score_stream`,
+which fills full batches across the chunks it is given and keeps encryption and sending
+overlapped.
 
 Example:
     >>> client = ScoringClient("http://127.0.0.1:7071")       # doctest: +SKIP
@@ -12,86 +14,33 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import functools
-import json
+import concurrent.futures as futures
 import logging
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
-from scoring import protocol
-from scoring.ckks import CkksParameters
+from scoring.encoding import LaneEncoding
 from scoring.errors import KeysRejected
-from scoring.bulk import BulkEncoding
-from scoring.kernel import RecordEncoding
 from scoring.keys import parse_bundle
 from scoring.model import labels_from_scores, probabilities
+from scoring.protocol import ModelDescription, ScoreRequest, ScoreResponse
 
-from .bulk import ColumnEncryptor, bulk_pays_off, stream
+from .batches import PARALLEL_MIN_COLUMNS, as_records, batch_pays_off, cut, default_processes, full_batches, in_executor
 from .keys import SecretKeys
+from .transport import DEFAULT_TIMEOUT, HttpTransport, ServiceError, transport_for
+from .workers import EncryptionPool
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 30.0
-RETRY_STATUSES = (429, 503)
+OUTPUTS = ("scores", "label", "proba")
 
 
-class ServiceError(Exception):
-    """The service refused a request; carries its status, error code, message and response."""
-
-    def __init__(self, response: requests.Response) -> None:
-        self.response = response
-        self.status = response.status_code
-        try:
-            body = response.json()
-            self.code, self.message = body.get("error", "unknown"), body.get("message", "")
-        except ValueError:
-            self.code, self.message = "unknown", response.text[:200]
-        super().__init__(f"{self.status} {self.code}: {self.message} ({response.request.method} "
-                         f"{response.url.split('?')[0]})")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What ``GET /api/model`` says: enough to encrypt for the model and read its scores."""
-
-    raw: dict
-
-    @property
-    def model_hash(self) -> str:
-        return self.raw["model_hash"]
-
-    @property
-    def n_features(self) -> int:
-        return self.raw["n_features"]
-
-    @property
-    def n_outputs(self) -> int:
-        return self.raw["n_outputs"]
-
-    @property
-    def classes(self) -> tuple | None:
-        classes = self.raw.get("classes")
-        return None if classes is None else tuple(classes)
-
-    @property
-    def parameters(self) -> CkksParameters:
-        enc = self.raw["encryption"]
-        return CkksParameters(enc["poly_modulus_degree"], tuple(int(q) for q in enc["coeff_modulus"]))
-
-    @functools.cached_property
-    def encoding(self) -> RecordEncoding:
-        """How records are encoded and scores read back (shared with the server's kernel)."""
-        return RecordEncoding.from_description(self.raw)
-
-    @functools.cached_property
-    def bulk(self) -> BulkEncoding | None:
-        """How batches are encoded, or None if the service has no batch path for the model."""
-        return BulkEncoding.from_description(self.raw)
+class ModelChanged(ValueError):
+    """The service serves another model than the one the client described or was pinned to."""
 
 
 @dataclass(frozen=True)
@@ -117,67 +66,65 @@ class ScoringClient:
         endpoint: the service's base URL, e.g. ``https://myapp.azurewebsites.net``, or the
             container's scoring URL, ending in ``/score`` (Azure ML endpoint, ACI,
             ``make serve-aml``), which answers every call on that one URL (docs/aml.md).
-        function_key: the Azure Functions key, sent as ``x-functions-key`` (never in the URL).
+        transport: a transport object instead of ``endpoint`` (client.transport).
+        function_key: the Azure Functions host key, sent as ``x-functions-key`` (never in the URL).
         timeout: seconds for each HTTP request.
-        keys: existing keys (e.g. from :func:`client.load_secret_key`); generated if None.
+        keys: existing keys (e.g. ``SecretKeys.from_bytes(...)``); generated if None.
         binary: send the binary wire form (a third smaller than JSON).
-        retries: retries on 429 and 503, honouring Retry-After.
+        retries: retries on 429 and 503, honouring Retry-After (on a session made here).
         route_prefix: the host's route prefix (``api`` for Azure Functions).
-        session: a ``requests.Session`` to use (for tests or custom transports).
-        bulk_threshold: score this many records or more as batches (feature-major); None
-            decides by the measured costs (``client.bulk.bulk_pays_off``).
-        processes: worker processes for batch encryption (default: one per core).
-        progress: show a progress bar for batch jobs; None shows one on jobs of more than
-            one batch.
+        session: a ``requests.Session`` to use as it is (for tests or custom transports).
+        batch_threshold: score this many records or more as batches; None decides by the
+            measured costs (``client.batches.batch_pays_off``).
+        processes: encryption processes for batches; None: one per core, or 1 inside a
+            daemonic process or a Spark task.
+        progress: show a progress bar; None shows one on jobs of more than one batch, never
+            inside an executor.
+        upload: upload the public bundle when the service lacks it (and again if it was
+            deleted); False for executors whose driver uploaded it: a missing bundle is then
+            an error, never a re-upload.
+        expect_model_hash: refuse to score against any other model (a redeploy mid-job
+            would otherwise mix two models' scores).
     """
 
-    def __init__(self, endpoint: str, *, function_key: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 keys: SecretKeys | None = None, binary: bool = True, retries: int = 3,
-                 route_prefix: str = "api", session: requests.Session | None = None,
-                 bulk_threshold: int | None = None, processes: int | None = None,
-                 progress: bool | None = None) -> None:
-        endpoint = endpoint.rstrip("/")
-        self.single_route = endpoint.endswith("/score")  # the container: one URL for every call
-        self.base_url = endpoint if self.single_route else (
-            endpoint + ("/" + route_prefix.strip("/") if route_prefix else ""))
-        self.timeout = timeout
-        self.binary = binary
+    def __init__(self, endpoint: str | None = None, *, transport: HttpTransport | None = None,
+                 function_key: str | None = None, timeout: float = DEFAULT_TIMEOUT, keys: SecretKeys | None = None,
+                 binary: bool = True, retries: int = 3, route_prefix: str = "api",
+                 session: requests.Session | None = None, batch_threshold: int | None = None,
+                 processes: int | None = None, progress: bool | None = None, upload: bool = True,
+                 expect_model_hash: str | None = None) -> None:
+        if (endpoint is None) == (transport is None):
+            raise ValueError("give an endpoint URL or a transport, not both")
+        self.transport = transport or transport_for(endpoint, function_key=function_key, timeout=timeout,
+                                                    binary=binary, retries=retries, session=session,
+                                                    route_prefix=route_prefix)
         self._keys = keys
         self._uploaded: str | None = None
-        self._model: ModelInfo | None = None
-        self.bulk_threshold = bulk_threshold
+        self._model: ModelDescription | None = None
+        self.batch_threshold = batch_threshold
         self.processes = processes
         self.progress = progress
-        self._columns: ColumnEncryptor | None = None
-        self.session = session or requests.Session()
-        retry = Retry(total=retries, status_forcelist=RETRY_STATUSES, allowed_methods=None, backoff_factor=0.2,
-                      respect_retry_after_header=True, raise_on_status=False)
-        self.session.mount("http://", HTTPAdapter(max_retries=retry))
-        self.session.mount("https://", HTTPAdapter(max_retries=retry))
-        if function_key:
-            self.session.headers["x-functions-key"] = function_key
+        self.upload = upload
+        self.expect_model_hash = expect_model_hash
+        self._pool: EncryptionPool | None = None
 
-    # -- HTTP ----------------------------------------------------------------------------
+    @property
+    def session(self) -> requests.Session:
+        return self.transport.session
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
-        response = self.session.request(method, self._url(path), timeout=self.timeout, **kwargs)
-        if response.status_code >= 400:
-            raise ServiceError(response)
-        return response
+    def describe_model(self, *, refresh: bool = False) -> ModelDescription:
+        """What the served model takes and returns (cached; ``refresh`` asks again).
 
-    def _url(self, path: str) -> str:
-        """``<base>/<path>`` on the function; the container's one URL for the rest."""
-        if not self.single_route:
-            return f"{self.base_url}/{path}"
-        if path.startswith("keys/"):
-            raise NotImplementedError("the container takes no key uploads: use upload_keys_to_blob() "
-                                      "(the storage it reads), or let score() send the bundle inline")
-        return self.base_url
-
-    def describe_model(self, *, refresh: bool = False) -> ModelInfo:
-        """What the served model takes and returns (cached; ``refresh`` asks again)."""
+        Raises:
+            ModelChanged: if the client is pinned to another model (``expect_model_hash``).
+        """
         if self._model is None or refresh:
-            self._model = ModelInfo(self._request("GET", "model").json())
+            description = ModelDescription.from_dict(self.transport.model())
+            if self.expect_model_hash and description.model_hash != self.expect_model_hash:
+                raise ModelChanged(f"the service serves model {description.model_hash}, not "
+                                   f"{self.expect_model_hash} (expect_model_hash); refusing to mix two models' "
+                                   "scores")
+            self._model = description
         return self._model
 
     # -- keys ----------------------------------------------------------------------------
@@ -210,31 +157,41 @@ class ScoringClient:
         """Upload the public bundle through the service (``PUT /api/keys/{id}``); return its id."""
         bundle = self.public_bundle()
         key_id = self.keys.key_id
-        self._request("PUT", f"keys/{key_id}", data=bundle, headers={"content-type": protocol.BINARY_TYPE})
+        self.transport.put_keys(key_id, bundle)
         self._uploaded = key_id
         logger.info("uploaded key bundle %s (%d bytes)", key_id[:12], len(bundle))
         return key_id
 
-    def upload_keys_to_blob(self, *, connection_string: str | None = None, account_url: str | None = None,
-                            credential=None, container: str = "hekeys") -> str:
-        """Upload the public bundle straight to your own blob storage; return its id.
+    def mark_uploaded(self) -> None:
+        """Say the bundle is already where the service reads it (uploaded by a driver, say)."""
+        self._uploaded = self.keys.key_id
 
-        For those who manage storage themselves, as in the original tutorial. Use a
-        connection string, or an account URL with a credential (a SAS, a key, or an
-        azure-identity credential). The container is created if absent.
+    def upload_keys_to_blob(self, *, setting: str | None = None, connection_string: str | None = None,
+                            account_url: str | None = None, credential=None, container: str | None = None) -> str:
+        """Upload the public bundle straight to blob storage; return its id.
+
+        For those who manage storage themselves, as in the original tutorial: name the app
+        settings the service itself uses (``setting="SCORING_STORAGE"``, read from the
+        environment by the same rule, identity included), or give a connection string, or
+        an account URL with a credential. See :func:`keystore.blobs.upload_bundle`.
         """
-        from .storage import upload_bundle
+        from keystore.blobs import upload_bundle
 
-        key_id = upload_bundle(self.public_bundle(), connection_string=connection_string,
+        key_id = upload_bundle(self.public_bundle(), setting=setting, connection_string=connection_string,
                                account_url=account_url, credential=credential, container=container)
         self._uploaded = key_id
         return key_id
 
     def delete_keys(self) -> bool:
-        """Delete the uploaded bundle from the service; False if it was not there."""
+        """Delete the uploaded bundle from the service, proving it holds the secret key.
+
+        Asks for a challenge, decrypts it, and sends the answer with the DELETE. False if no
+        bundle was stored.
+        """
         key_id = self.keys.key_id
         try:
-            self._request("DELETE", f"keys/{key_id}")
+            proof = self.keys.answer_challenge(self.transport.challenge(key_id))
+            self.transport.delete_keys(key_id, proof)
         except ServiceError as exc:
             if exc.status == 404:
                 return False
@@ -253,127 +210,69 @@ class ScoringClient:
                 value is not finite or exceeds the model's input bound.
         """
         info = self.describe_model()
-        return EncryptedRecord(self.keys.encrypt_record(info.encoding, x), info.model_hash)
+        return EncryptedRecord(self.keys.encrypt_record(info.record_encoding(), x), info.model_hash)
 
     def score(self, record: EncryptedRecord) -> EncryptedScores:
         """Send an encrypted record; return the encrypted scores. Uploads keys if needed."""
-        reply = self._send(protocol.ScoreMessage(record.ciphertexts, record.model_hash))
-        return EncryptedScores(reply.ciphertexts, reply.model_hash)
-
-    def _send(self, message: protocol.ScoreMessage) -> protocol.ScoreMessage:
-        if self.single_route and self._uploaded != self.keys.key_id:
-            response = self._post_inline(message)  # the container holds no bundle of ours
-        else:
-            response = self._post_stored(message)
-        reply = protocol.decode(response.content, response.headers.get("content-type"), response=True)
-        if reply.model_hash != message.model_hash:
-            raise ValueError(f"scores come from model {reply.model_hash}, not the described {message.model_hash}; "
-                             "call describe_model(refresh=True)")
-        return reply
-
-    def _post_stored(self, message: protocol.ScoreMessage) -> requests.Response:
-        if self._uploaded != self.keys.key_id:
-            self.upload_keys()
-        body, content_type = protocol.encode(message, binary=self.binary, response=False)
-        try:
-            return self._post_score(body, content_type)
-        except ServiceError as exc:
-            if exc.code != "keys_not_found":
-                raise
-            if self.single_route:  # gone from the container's storage: send the bundle along
-                self._uploaded = None
-                return self._post_inline(message)
-            self.upload_keys()  # deleted or expired on the service: upload again, once
-            return self._post_score(body, content_type)
-
-    def _post_score(self, body: bytes, content_type: str) -> requests.Response:
-        headers = {"content-type": content_type, "accept": content_type}
-        if self.single_route:
-            headers["x-key-id"] = self.keys.key_id
-        return self._request("POST", f"score/{self.keys.key_id}", data=body, headers=headers)
-
-    def _post_inline(self, message: protocol.ScoreMessage) -> requests.Response:
-        """The container's JSON document: key id, score message and the public bundle."""
-        data, _ = protocol.encode(message, binary=False, response=False)
-        document = {"key_id": self.keys.key_id, "data": json.loads(data),
-                    "keys": base64.b64encode(self.public_bundle()).decode("ascii")}
-        return self._request("POST", "score", json=document, headers={"accept": protocol.JSON_TYPE})
+        response = self._send(ScoreRequest(record.ciphertexts, record.model_hash))
+        return EncryptedScores(response.ciphertexts, response.model_hash)
 
     def decrypt(self, scores: EncryptedScores) -> np.ndarray:
         """Decrypt one record's scores, shape (outputs,).
 
         Raises:
-            ValueError: if the scores were made for another model than the one described.
+            ModelChanged: if the scores were made for another model than the one described.
         """
         info = self.describe_model()
         if scores.model_hash != info.model_hash:
-            raise ValueError(f"scores come from model {scores.model_hash}, not the described "
-                             f"{info.model_hash}; call describe_model(refresh=True)")
-        return self.keys.decrypt_scores(info.encoding, scores.ciphertexts)
+            raise ModelChanged(f"scores come from model {scores.model_hash}, not the described {info.model_hash}; "
+                               "call describe_model(refresh=True)")
+        return self.keys.decrypt_scores(info.record_encoding(), scores.ciphertexts)
+
+    def _send(self, request: ScoreRequest) -> ScoreResponse:
+        keys, transport = self.keys, self.transport
+        inline = None
+        if self.upload and self._uploaded != keys.key_id:
+            if transport.stores_keys:
+                self.upload_keys()
+            else:
+                inline = self.public_bundle()  # the container holds no bundle of ours
+        try:
+            response = transport.score(keys.key_id, request, bundle=inline)
+        except ServiceError as exc:
+            if exc.code == "model_mismatch":
+                raise ModelChanged(f"{exc.message}; call describe_model(refresh=True)") from exc
+            if exc.code != "keys_not_found" or not self.upload:
+                raise
+            self._uploaded = None  # deleted or expired on the service: upload again, once
+            if transport.stores_keys:
+                self.upload_keys()
+            response = transport.score(keys.key_id, request, bundle=None if transport.stores_keys
+                                       else self.public_bundle())
+        if response.model_hash != request.model_hash:
+            raise ModelChanged(f"scores come from model {response.model_hash}, not the described "
+                               f"{request.model_hash}; call describe_model(refresh=True)")
+        return response
 
     # -- the one-call methods ------------------------------------------------------------
 
     def decision_function(self, X) -> np.ndarray:
         """Scores for each row, shaped as the estimator's ``decision_function`` (or ``predict``).
 
-        Many rows go as batches (feature-major, encrypted in parallel, streamed) when that
-        costs less than one request per row.
+        Many rows go as batches in coefficient lanes (encrypted in parallel, overlapped with
+        sending) when that costs less than one request per row.
         """
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        if self._batch(len(X)):
-            scores = self.score_batches(X)
-        else:
-            scores = np.vstack([self.decrypt(self.score(self.encrypt(row))) for row in X])
+        X = as_records(X)
+        lanes = self.describe_model().lane_encoding()
+        columns = 0 if lanes is None else math.ceil(len(X) / lanes.max_records) * len(lanes.features)
+        parallel = self._pool is not None or columns >= PARALLEL_MIN_COLUMNS
+        show = self._show_progress(len(X) > (lanes.max_records if lanes else math.inf))
+        scores = np.vstack(list(self._score_chunks([X], parallel=parallel, progress=show, total=len(X))))
         return scores[:, 0] if scores.shape[1] == 1 else scores
-
-    def _batch(self, records: int) -> bool:
-        bulk = self.describe_model().bulk
-        if bulk is None:
-            return False
-        if self.bulk_threshold is not None:
-            return records >= self.bulk_threshold
-        return bulk_pays_off(records, bulk)
-
-    def score_batches(self, X) -> np.ndarray:
-        """Scores of many records through the batch path, shape (records, outputs).
-
-        Raises:
-            ValueError: if the service has no batch path for this model, or the records do
-                not fit it.
-        """
-        info = self.describe_model()
-        if info.bulk is None:
-            raise ValueError("the service offers no batch path for this model")
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        if self._columns is None:
-            self._columns = ColumnEncryptor(self.keys, info.bulk, self.processes)
-
-        def send(ciphertexts: tuple[bytes, ...], records: int) -> tuple[bytes, ...]:
-            return self._send(protocol.ScoreMessage(ciphertexts, info.model_hash, records)).ciphertexts
-
-        def decrypt(ciphertexts: tuple[bytes, ...], records: int) -> np.ndarray:
-            return self.keys.decrypt_columns(info.bulk, ciphertexts, records)
-
-        show = len(X) > info.bulk.max_records if self.progress is None else self.progress
-        return stream(X, self._columns, send, decrypt, progress=show)
-
-    def close(self) -> None:
-        """Stop batch worker processes, if any were started."""
-        if self._columns is not None:
-            self._columns.close()
-            self._columns = None
-
-    def __enter__(self) -> ScoringClient:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def predict(self, X) -> np.ndarray:
         """Class labels (classifiers) or values (regressors) for each row."""
-        scores = self.decision_function(X)
-        classes = self.describe_model().classes
-        return scores if classes is None else labels_from_scores(classes, scores)
+        return self._labels(self.decision_function(X))
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, computed here from the decrypted scores as scikit-learn does.
@@ -381,10 +280,139 @@ class ScoringClient:
         Raises:
             AttributeError: if the served estimator has no ``predict_proba``.
         """
-        kind = self.describe_model().raw.get("proba")
+        return self._proba(self.decision_function(X))
+
+    def score_stream(self, chunks: Iterable, *, output: str = "scores") -> Iterator[np.ndarray]:
+        """Score an iterator of record chunks; yield one result per chunk, in order.
+
+        Records fill full batches across chunk boundaries (a partial batch costs as much as
+        a full one), and batch k+1 is encrypted while batch k is on the wire. Only the end of
+        the stream may go as a partial batch or as single requests.
+
+        Args:
+            chunks: arrays (or DataFrames) of records, rows by features, of any sizes.
+            output: ``"scores"`` (decision_function's shape), ``"label"`` or ``"proba"``.
+
+        Example:
+            >>> for labels in client.score_stream(pd.read_csv("big.csv", chunksize=10_000), output="label"):  # doctest: +SKIP
+            ...     write(labels)                                                                              # doctest: +SKIP
+        """
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        convert = {"scores": self._squeezed, "label": self._labels, "proba": self._proba}[output]
+        parallel = self._processes() > 1
+        for scores in self._score_chunks(chunks, parallel=parallel, progress=bool(self.progress), total=None):
+            yield convert(scores)
+
+    def _score_chunks(self, chunks: Iterable, *, parallel: bool, progress: bool,
+                      total: int | None) -> Iterator[np.ndarray]:
+        from tqdm.auto import tqdm
+
+        info = self.describe_model()
+        lanes = info.lane_encoding()
+        sizes: list[int] = []
+        scores: list[np.ndarray] = []
+        block = lanes.max_records if lanes is not None else 256
+        with tqdm(total=total, unit="record", disable=not progress, desc="encrypted scoring") as bar:
+            for result in self._scored_blocks(full_batches(chunks, block, sizes), lanes, parallel):
+                bar.update(len(result))
+                scores.append(result)
+                yield from cut(scores, sizes, info.n_outputs, done=False)
+            yield from cut(scores, sizes, info.n_outputs, done=True)
+
+    def _scored_blocks(self, blocks: Iterable[np.ndarray], lanes: LaneEncoding | None,
+                       parallel: bool) -> Iterator[np.ndarray]:
+        """Scores per block, in order; a batch is on the wire while the next is encrypted."""
+        with futures.ThreadPoolExecutor(1, thread_name_prefix="scoring-wire") as wire:
+            pending: futures.Future | None = None
+            for records in blocks:
+                if lanes is not None and self._batch(len(records), lanes):
+                    ciphertexts = self._encrypt_columns(lanes, records, parallel)
+                    if pending is not None:
+                        yield pending.result()
+                    pending = wire.submit(self._batch_scores, lanes, ciphertexts, len(records))
+                    continue
+                if pending is not None:
+                    yield pending.result()
+                    pending = None
+                yield np.vstack([self.decrypt(self.score(self.encrypt(row))) for row in records])
+            if pending is not None:
+                yield pending.result()
+
+    def _batch(self, records: int, lanes: LaneEncoding) -> bool:
+        if self.batch_threshold is not None:
+            return records >= self.batch_threshold
+        return records == lanes.max_records or batch_pays_off(records, lanes)
+
+    def _encrypt_columns(self, lanes: LaneEncoding, records: np.ndarray, parallel: bool) -> tuple[bytes, ...]:
+        processes = self._processes()
+        if not parallel or processes == 1:
+            return self.keys.encrypt_columns(lanes, records)
+        if self._pool is None:
+            self._pool = EncryptionPool(self.keys, processes)
+        return self._pool.encrypt(lanes.columns(records), lanes.input_scale)
+
+    def _batch_scores(self, lanes: LaneEncoding, ciphertexts: tuple[bytes, ...], records: int) -> np.ndarray:
+        response = self._send(ScoreRequest(ciphertexts, self.describe_model().model_hash, records))
+        return self.keys.decrypt_columns(lanes, response.ciphertexts, records)
+
+    def score_batches(self, X) -> np.ndarray:
+        """Scores of many records through the batch path only, shape (records, outputs).
+
+        Raises:
+            ValueError: if the service has no batch path for this model, or the records do
+                not fit it.
+        """
+        lanes = self.describe_model().lane_encoding()
+        if lanes is None:
+            raise ValueError("the service offers no batch path for this model")
+        X = as_records(X)
+        blocks = (X[start:start + lanes.max_records] for start in range(0, len(X), lanes.max_records))
+        parallel = self._pool is not None or math.ceil(len(X) / lanes.max_records) * len(lanes.features) >= \
+            PARALLEL_MIN_COLUMNS
+        saved, self.batch_threshold = self.batch_threshold, 1
+        try:
+            return np.vstack(list(self._scored_blocks(blocks, lanes, parallel)))
+        finally:
+            self.batch_threshold = saved
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def _squeezed(self, scores: np.ndarray) -> np.ndarray:
+        return scores[:, 0] if scores.ndim == 2 and scores.shape[1] == 1 else scores
+
+    def _labels(self, scores: np.ndarray) -> np.ndarray:
+        classes = self.describe_model().classes
+        return self._squeezed(scores) if classes is None else labels_from_scores(classes, scores)
+
+    def _proba(self, scores: np.ndarray) -> np.ndarray:
+        kind = self.describe_model().proba
         if kind is None:
             raise AttributeError("the served model does not offer predict_proba")
-        return probabilities(kind, self.decision_function(X))
+        return probabilities(kind, scores)
+
+    def _processes(self) -> int:
+        return self.processes if self.processes is not None else default_processes()
+
+    def _show_progress(self, several_batches: bool) -> bool:
+        if self.progress is not None:
+            return self.progress
+        return several_batches and not in_executor()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop batch worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> ScoringClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
-__all__ = ["ScoringClient", "ServiceError", "ModelInfo", "EncryptedRecord", "EncryptedScores", "KeysRejected"]
+__all__ = ["ScoringClient", "ServiceError", "ModelChanged", "EncryptedRecord", "EncryptedScores", "KeysRejected"]
+

@@ -40,10 +40,10 @@ def port_or_free(preferred: int) -> int:
 
 def prepare_model() -> tuple[Path, str]:
     """Export the configured model (or a digits model) to an artifact; return it and a label."""
+    from client.datasets import train_digits_model
     from scoring.estimators import from_estimator
-    from scoring.model import export_model, load_model
-
-    from .data import train_digits_model
+    from scoring.loading import load_model
+    from scoring.model import export_model
 
     source = os.environ.get("SCORING_MODEL_PATH")
     if source:
@@ -54,7 +54,7 @@ def prepare_model() -> tuple[Path, str]:
 
 
 def prepare_data(n_features: int, count: int) -> tuple[np.ndarray, np.ndarray, str]:
-    from .data import load_digits_scaled, load_mnist_test
+    from client.datasets import load_digits_scaled, load_mnist_test
 
     folder = os.environ.get("MNIST_DIR")
     if folder:

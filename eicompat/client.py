@@ -2,7 +2,7 @@
 
 Code written for the original Azure ML tutorial runs with only its import line changed::
 
-    from client.compat import EILinearRegressionClient   # was: from encrypted.inference.eiclient import ...
+    from eicompat import EILinearRegressionClient   # was: from encrypted.inference.eiclient import ...
 
     edp = EILinearRegressionClient(verbose=True)
     public_keys_blob, public_keys_data = edp.get_public_keys()   # upload the data under that name
@@ -10,7 +10,7 @@ Code written for the original Azure ML tutorial runs with only its import line c
     results = edp.decrypt(eresult)                               # numpy array of scores
     prediction = np.argmax(results)
 
-It pairs with :class:`scoring.compat.EIServer`, whose module docstring explains the
+It pairs with :class:`eicompat.EIServer`, whose module docstring explains the
 *standard encoding* both halves share: the 0.9 client encrypts before it knows the model,
 so the record's length alone fixes how it is split and scaled, and features must lie in
 [-1, 1] (the tutorial's pixels / 255). Built on :class:`client.SecretKeys`: the same keys,
@@ -36,22 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from scoring.compat import (
-    REQUEST_MAGIC,
-    RESULT_MAGIC,
-    Framed,
-    decode_frames,
-    encode_frames,
-    result_encoding,
-    standard_encoding,
-)
+from client.keys import SecretKeys, load_secret_key, save_secret_key
 from scoring.keys import parse_bundle
 
-from .keys import SecretKeys, load_secret_key, save_secret_key
+from .standard import REQUEST_MAGIC, RESULT_MAGIC, Framed, decode_frames, encode_frames, result_encoding, \
+    standard_encoding
 
 
 class EILinearRegressionClient:
-    """Encrypts records for, and decrypts the scores of, :class:`scoring.compat.EIServer`.
+    """Encrypts records for, and decrypts the scores of, :class:`eicompat.EIServer`.
 
     Args:
         secret_key: None for fresh keys, a :class:`SecretKeys`, or the path of a file written

@@ -3,7 +3,7 @@
 ``score.py`` is the entry script the Azure ML inference server (``azmlinfsrv``) loads: it
 calls :func:`init` once per worker and :func:`run` per request, with ``@rawhttp`` so that this
 module sees the whole HTTP request and chooses the status. Errors are mapped to
-``{"error": code, "message": text}`` in :func:`respond`, the one place this host does it.
+``{"error": code, "message": text}`` by :func:`hosts.http.respond`, as on the Functions app.
 
 Requests (docs/aml.md has the details)::
 
@@ -11,18 +11,17 @@ Requests (docs/aml.md has the details)::
     POST /score   x-key-id: <key id>              the function's score request, JSON or binary
     POST /score   {"key_id": ..., "data": {...}, "keys": "<base64 bundle>"?}   the tutorial's shape
 
-Key bundles come from the container's own storage connection (``SCORING_STORAGE``, as on the
-function) or inline in the JSON document; never with credentials in a request.
+Key bundles come from the container's own storage connection (``SCORING_STORAGE`` and
+``SCORING_KEYS_CONTAINER``, by the same rule as on the function) or inline in the JSON
+document; never with credentials in a request.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import flask
@@ -30,20 +29,16 @@ from azure.storage.blob import ContainerClient
 from azureml_inference_server_http.api.aml_response import AMLResponse
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from keystore.blobs import BlobBundleSource, container_client
 from scoring import protocol
 from scoring.bundles import BundleSource
-from scoring.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    UnsupportedMediaType,
-    error_body,
-)
+from scoring.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
 from scoring.keys import MAX_BUNDLE_BYTES, check_key_id
 from scoring.model import ModelError
-from scoring.service import ScoringService, Settings
+from scoring.service import ScoringService
 
-from . import storage
+from .http import Reply, json_reply, quiet_azure_logging, respond
+from .settings import HostSettings
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +60,7 @@ class Envelope:
     """The JSON document form of a request: key id, score message, and optionally the bundle."""
 
     key_id: str
-    data: bytes
+    request: protocol.ScoreRequest
     keys: bytes | None
 
 
@@ -82,10 +77,17 @@ class AmlHost:
 
         Raises:
             ModelError: if no model file can be chosen.
+            ConfigurationError: for storage settings no path can honour.
         """
-        return cls(ScoringService(model_settings()), keys_container())
+        settings = host_settings()
+        keys = None
+        if settings.storage is None:
+            logger.info("no key storage is configured (SCORING_STORAGE): key bundles must come inline")
+        else:
+            keys = container_client(settings.storage, settings.keys_container)
+        return cls(ScoringService(settings.scoring), keys)
 
-    def handle(self, request: flask.Request) -> AMLResponse:
+    def handle(self, request: flask.Request) -> Reply:
         """Answer one request to ``/score``.
 
         Raises:
@@ -93,28 +95,35 @@ class AmlHost:
         """
         protocol.refuse_credentials(request.args.keys())
         if request.method in ("GET", "HEAD"):
-            return AMLResponse(self.service.describe(), 200, json_str=True)
+            return json_reply(self.service.describe().to_dict())
         if request.method != "POST":  # OPTIONS, answered as azmlinfsrv answers it without @rawhttp
-            return AMLResponse("", 200)
+            return Reply(b"", 200, "text/plain")
         body = self._read_body(request)
         key_id = request.headers.get(KEY_ID_HEADER)
         if key_id is not None:
             key_id = check_key_id(key_id)
-            out, out_type = self.service.score(key_id, self.stored(key_id), body, request.content_type)
+            score_request, form = protocol.read_request(body, request.content_type, self.service.limits)
+            bundle: BundleSource | bytes | None = self.stored(key_id)
         else:
             envelope = parse_envelope(body, request.content_type)
+            limits = self.service.limits
+            if envelope.request.records is None and len(body) > limits.max_request_bytes + ENVELOPE_MARGIN:
+                raise PayloadTooLarge(f"request body is {len(body)} bytes; one record needs at most "
+                                      f"{limits.max_request_bytes + ENVELOPE_MARGIN} with its bundle")
+            key_id, score_request, form = envelope.key_id, envelope.request, protocol.WireForm.JSON
             bundle = envelope.keys if envelope.keys is not None else self.stored(envelope.key_id)
-            out, out_type = self.service.score(envelope.key_id, bundle, envelope.data, protocol.JSON_TYPE)
-        return AMLResponse(out, 200, {"Content-Type": out_type})
+        response = self.service.score(key_id, bundle, score_request)
+        return Reply(protocol.encode_response(response, form), 200, form.content_type,
+                     {protocol.RECORDS_HEADER: str(response.disclosed)})
 
     def stored(self, key_id: str) -> BundleSource | None:
         """Where the bundle for ``key_id`` is stored, or None without storage (then: 404)."""
-        return None if self.keys is None else storage.BlobBundleSource(self.keys.get_blob_client(key_id))
+        return None if self.keys is None else BlobBundleSource(self.keys.get_blob_client(key_id))
 
     @functools.cached_property
     def body_cap(self) -> int:
         """The most this host reads: the service's largest body limit, plus room for an inline bundle."""
-        return max(self.service.describe()["limits"].values()) + ENVELOPE_MARGIN
+        return self.service.limits.largest + ENVELOPE_MARGIN
 
     def _read_body(self, request: flask.Request) -> bytes:
         request.max_content_length = self.body_cap
@@ -124,21 +133,23 @@ class AmlHost:
             raise PayloadTooLarge(f"request body is over the limit of {request.max_content_length} bytes") from exc
 
 
-def model_settings() -> Settings:
-    """Settings from ``SCORING_*``, the model found in ``AZUREML_MODEL_DIR`` unless named.
+def host_settings() -> HostSettings:
+    """Settings from the environment, the model found in ``AZUREML_MODEL_DIR`` unless named.
 
     ``SCORING_MODEL_PATH`` wins; a relative one is resolved against ``AZUREML_MODEL_DIR``.
 
     Raises:
         ModelError: if neither names a model, or the folder does not hold exactly one.
+        ConfigurationError: for storage settings no path can honour.
     """
     model_dir = os.environ.get(MODEL_DIR_SETTING)
-    settings = Settings.from_env(base_dir=Path(model_dir) if model_dir else None)
-    if settings.model_path:
+    settings = HostSettings.from_env(base_dir=Path(model_dir) if model_dir else None, require_storage=False)
+    if settings.scoring.model_path:
         return settings
     if not model_dir:
         raise ModelError(f"no model: set {MODEL_DIR_SETTING} (Azure ML sets it) or SCORING_MODEL_PATH")
-    return dataclasses.replace(settings, model_path=str(find_model(Path(model_dir))))
+    scoring = dataclasses.replace(settings.scoring, model_path=str(find_model(Path(model_dir))))
+    return dataclasses.replace(settings, scoring=scoring)
 
 
 def find_model(folder: Path) -> Path:
@@ -159,18 +170,8 @@ def find_model(folder: Path) -> Path:
                      f"found {found}. Set SCORING_MODEL_PATH to the one to serve")
 
 
-def keys_container() -> ContainerClient | None:
-    """The key bundles' container over ``SCORING_STORAGE``, or None if no storage is configured."""
-    try:
-        return storage.container_client(storage.STORAGE_SETTING,
-                                        os.environ.get(storage.KEYS_CONTAINER_SETTING, storage.DEFAULT_KEYS_CONTAINER))
-    except ServiceUnavailable:
-        logger.info("no key storage is configured (%s): key bundles must come inline", storage.STORAGE_SETTING)
-        return None
-
-
 def parse_envelope(body: bytes, content_type: str | None) -> Envelope:
-    """Parse the JSON document form strictly; the score message inside is left to the core.
+    """Parse the JSON document form strictly, the score message inside it included.
 
     Raises:
         BadRequest: for anything malformed, with a message that says what.
@@ -192,41 +193,36 @@ def parse_envelope(body: bytes, content_type: str | None) -> Envelope:
     if "key_id" not in document or "data" not in document:
         raise BadRequest(NO_KEY_ID)
     if not isinstance(document["data"], dict):
-        raise BadRequest('data must be the JSON score message {"version": 1, "ciphertexts": [...], ...}')
-    return Envelope(check_key_id(document["key_id"]), json.dumps(document["data"]).encode(),
-                    _bundle_bytes(document.get("keys")))
+        raise BadRequest('data must be the JSON score message {"version": 2, "ciphertexts": [...], ...}')
+    key_id = check_key_id(document["key_id"])
+    keys = document.get("keys")
+    bundle = None if keys is None else protocol.decode_base64(keys, "keys (the public key bundle)")
+    return Envelope(key_id, protocol.request_from_document(document["data"]), bundle)
 
 
-def _bundle_bytes(keys: object) -> bytes | None:
-    return None if keys is None else protocol.decode_base64(keys, "keys (the public key bundle)")
-
-
-def respond(call: Callable[[], AMLResponse]) -> AMLResponse:
-    """Run a handler; map every ScoringError to its status and JSON body, hide the rest."""
-    try:
-        return call()
-    except Exception as exc:  # noqa: BLE001 - the caller must never see a traceback
-        error = storage.error_for(exc)
-    return AMLResponse(error_body(error), error.status, {"Content-Type": protocol.JSON_TYPE, **error.headers})
+def aml_response(reply: Reply) -> AMLResponse:
+    return AMLResponse(reply.body, reply.status, {"Content-Type": reply.content_type, **reply.headers})
 
 
 def init() -> None:
     """Build the worker's host and load the model now, so that a bad model fails the start.
 
     Raises:
-        ModelError, ServiceUnavailable: if the model cannot be found or loaded (azmlinfsrv
-            then logs it and exits, and the deployment reports the failure).
+        ModelError, ServiceUnavailable, ConfigurationError: if the model cannot be found or
+            loaded, or a setting cannot be honoured (azmlinfsrv then logs it and exits, and
+            the deployment reports the failure).
     """
     global _host
     _log_where_the_server_logs()
+    quiet_azure_logging()
     _host = AmlHost.from_env()
-    _host.service.kernel  # noqa: B018 - builds the kernel: weights encoded once per worker
+    _host.service.load()  # weights encoded once per worker
 
 
 def _log_where_the_server_logs() -> None:
     """azmlinfsrv configures only its own loggers: send ours to its handlers, at its level."""
     server = logging.getLogger("azmlinfsrv")
-    for name in ("scoring", "hosts"):
+    for name in ("scoring", "hosts", "keystore"):
         ours = logging.getLogger(name)
         ours.handlers, ours.propagate = list(server.handlers), not server.handlers
         ours.setLevel(server.getEffectiveLevel())
@@ -234,7 +230,7 @@ def _log_where_the_server_logs() -> None:
 
 def run(request: flask.Request) -> AMLResponse:
     """Answer one request (``score.run`` with ``@rawhttp``)."""
-    return respond(lambda: _current().handle(request))
+    return respond(lambda: _current().handle(request), aml_response)
 
 
 def _current() -> AmlHost:

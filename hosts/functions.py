@@ -1,116 +1,115 @@
-"""The Azure Functions glue: turn HttpRequests and bindings into service calls.
+"""The Azure Functions glue: turn HttpRequests and bindings into data-plane calls.
 
-``function_app.py`` declares routes and bindings only and calls one function here per
-route. Errors are mapped to ``{"error": code, "message": text}`` in :func:`respond`, the
-one place this host does it.
+``function_app.py`` declares routes and bindings only, builds one :class:`FunctionsHost` from
+the app settings at start, and calls one method here per route. Each method decodes, calls
+the data plane (:class:`scoring.service.ScoringService`), encodes; errors become their JSON
+answers in :func:`hosts.http.respond`.
 """
 
 from __future__ import annotations
 
-import json
+import base64
 import logging
-import os
-from collections.abc import Callable
-from pathlib import Path
 
 import azure.functions as func
-from azure.storage.blob import BlobClient
+from azure.storage.blob import BlobClient, ContainerClient
 
-from scoring.errors import KeysNotFound, PayloadTooLarge, error_body
+from keystore.blobs import BlobBundleSource, container_client, delete_proven, keep_challenge
+from scoring import ownership, protocol
+from scoring.errors import KeysNotFound, PayloadTooLarge
 from scoring.keys import MAX_BUNDLE_BYTES, check_key_id
-from scoring.protocol import refuse_credentials
-from scoring.service import ScoringService, Settings
+from scoring.service import ScoringService
 
-from . import storage
+from .http import Reply, json_reply, respond
+from .settings import HostSettings
 
 logger = logging.getLogger(__name__)
 
-APP_DIR = Path(__file__).resolve().parent.parent
-JSON_TYPE = "application/json"
 
-_service: ScoringService | None = None
-
-
-def service() -> ScoringService:
-    """The worker's one service, configured from the environment on first use."""
-    global _service
-    if _service is None:
-        _service = ScoringService(Settings.from_env(base_dir=APP_DIR))
-    return _service
+def http_response(reply: Reply) -> func.HttpResponse:
+    return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.content_type,
+                             headers=reply.headers)
 
 
-def reset(settings: Settings | None = None) -> None:
-    """Replace the worker's service (tests, or after settings change)."""
-    global _service
-    _service = None if settings is None else ScoringService(settings)
+class FunctionsHost:
+    """One worker's service and key storage, configured once from its settings."""
 
+    def __init__(self, settings: HostSettings, service: ScoringService | None = None) -> None:
+        self.settings = settings
+        self.service = service or ScoringService(settings.scoring)
+        self._keys: ContainerClient | None = None
+        logger.info("key bundles in container %s, storage reached with a %s", settings.keys_container,
+                    settings.storage.identity if settings.storage else "nothing")
 
-def respond(call: Callable[[], func.HttpResponse]) -> func.HttpResponse:
-    """Run a handler; map every ScoringError to its status and JSON body, hide the rest."""
-    try:
-        return call()
-    except Exception as exc:  # noqa: BLE001 - the caller must never see a traceback
-        error = storage.error_for(exc)
-        return func.HttpResponse(error_body(error), status_code=error.status, mimetype=JSON_TYPE,
-                                 headers=error.headers)
+    @property
+    def keys(self) -> ContainerClient:
+        """The keys container, over the same connection and identity as the bindings."""
+        if self._keys is None:
+            self._keys = container_client(self.settings.storage, self.settings.keys_container)
+        return self._keys
 
+    def score(self, req: func.HttpRequest, bundle: BlobClient) -> func.HttpResponse:
+        """POST /api/score/{key_id}: the bundle's BlobClient comes from the blob input binding."""
 
-def json_response(document: dict, status: int = 200) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(document), status_code=status, mimetype=JSON_TYPE)
+        def handle() -> Reply:
+            key_id = check_key_id(req.route_params.get("key_id", ""))
+            protocol.refuse_credentials(req.params.keys())
+            request, form = protocol.read_request(req.get_body(), req.headers.get("content-type"),
+                                                  self.service.limits)
+            response = self.service.score(key_id, BlobBundleSource(bundle), request)
+            return Reply(protocol.encode_response(response, form), 200, form.content_type,
+                         {protocol.RECORDS_HEADER: str(response.disclosed)})
 
+        return respond(handle, http_response)
 
-def score(req: func.HttpRequest, bundle: BlobClient) -> func.HttpResponse:
-    """POST /api/score/{key_id}: the bundle's BlobClient comes from the blob input binding."""
+    def put_keys(self, req: func.HttpRequest, existing: BlobClient, stored: func.Out[bytes]) -> func.HttpResponse:
+        """PUT /api/keys/{key_id}: check the bundle, store it through the output binding."""
 
-    def handle() -> func.HttpResponse:
-        key_id = check_key_id(req.route_params.get("key_id", ""))
-        refuse_credentials(req.params.keys())
-        body, content_type = service().score(key_id, storage.BlobBundleSource(bundle), req.get_body(),
-                                             req.headers.get("content-type"))
-        return func.HttpResponse(body, status_code=200, mimetype=content_type)
+        def handle() -> Reply:
+            key_id = check_key_id(req.route_params.get("key_id", ""))
+            protocol.refuse_credentials(req.params.keys())
+            body = req.get_body()
+            if len(body) > MAX_BUNDLE_BYTES:
+                raise PayloadTooLarge(f"key bundle is {len(body)} bytes; the limit is {MAX_BUNDLE_BYTES}")
+            self.service.check_upload(key_id, body)
+            if BlobBundleSource(existing).read() == body:
+                return json_reply({"key_id": key_id, "stored": False, "bytes": len(body)}, 200)
+            stored.set(body)
+            return json_reply({"key_id": key_id, "stored": True, "bytes": len(body)}, 201)
 
-    return respond(handle)
+        return respond(handle, http_response)
 
+    def challenge(self, req: func.HttpRequest, bundle: BlobClient) -> func.HttpResponse:
+        """POST /api/keys/{key_id}/challenge: what only the secret key's holder can answer."""
 
-def put_keys(req: func.HttpRequest, existing: BlobClient, stored: func.Out[bytes]) -> func.HttpResponse:
-    """PUT /api/keys/{key_id}: check the bundle, store it through the output binding."""
+        def handle() -> Reply:
+            key_id = check_key_id(req.route_params.get("key_id", ""))
+            challenge = self.service.challenge(key_id, BlobBundleSource(bundle))
+            keep_challenge(bundle, challenge)
+            return json_reply({"key_id": key_id, "challenge": base64.b64encode(challenge.ciphertext).decode("ascii"),
+                               "expires_in": ownership.CHALLENGE_SECONDS})
 
-    def handle() -> func.HttpResponse:
-        key_id = check_key_id(req.route_params.get("key_id", ""))
-        refuse_credentials(req.params.keys())
-        body = req.get_body()
-        if len(body) > MAX_BUNDLE_BYTES:
-            raise PayloadTooLarge(f"key bundle is {len(body)} bytes; the limit is {MAX_BUNDLE_BYTES}")
-        service().check_upload(key_id, body)
-        current = storage.BlobBundleSource(existing).read()
-        if current is not None and current[0] == body:
-            return json_response({"key_id": key_id, "stored": False, "bytes": len(body)}, 200)
-        stored.set(body)
-        return json_response({"key_id": key_id, "stored": True, "bytes": len(body)}, 201)
+        return respond(handle, http_response)
 
-    return respond(handle)
+    def delete_keys(self, req: func.HttpRequest) -> func.HttpResponse:
+        """DELETE /api/keys/{key_id} with X-Key-Proof: remove the bundle (the tutorial's clean-up)."""
 
+        def handle() -> Reply:
+            key_id = check_key_id(req.route_params.get("key_id", ""))
+            proof = req.headers.get(ownership.PROOF_HEADER)
+            deleted = delete_proven(self.keys.get_blob_client(key_id),
+                                    lambda digest, expires: ownership.verify(proof, digest, expires))
+            self.service.forget(key_id)
+            if not deleted:
+                raise KeysNotFound(f"no key bundle is stored under key id {key_id}")
+            return Reply(b"", 204)
 
-def delete_keys(req: func.HttpRequest) -> func.HttpResponse:
-    """DELETE /api/keys/{key_id}: remove the stored bundle (the tutorial's clean-up)."""
+        return respond(handle, http_response)
 
-    def handle() -> func.HttpResponse:
-        key_id = check_key_id(req.route_params.get("key_id", ""))
-        container = os.environ.get(storage.KEYS_CONTAINER_SETTING, storage.DEFAULT_KEYS_CONTAINER)
-        existed = storage.delete_blob(storage.STORAGE_SETTING, container, key_id)
-        service().forget(key_id)
-        if not existed:
-            raise KeysNotFound(f"no key bundle is stored under key id {key_id}")
-        return func.HttpResponse(status_code=204)
+    def describe(self, req: func.HttpRequest) -> func.HttpResponse:
+        """GET /api/model."""
+        return respond(lambda: json_reply(self.service.describe().to_dict()), http_response)
 
-    return respond(handle)
-
-
-def describe(req: func.HttpRequest) -> func.HttpResponse:
-    """GET /api/model."""
-    return respond(lambda: json_response(service().describe()))
-
-
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    """GET /api/health."""
-    return respond(lambda: json_response(service().health()))
+    def health(self, req: func.HttpRequest) -> func.HttpResponse:
+        """GET /api/health (anonymous): liveness, nothing about the model or other callers."""
+        return respond(lambda: json_reply(self.service.health()), http_response)

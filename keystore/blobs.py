@@ -1,0 +1,182 @@
+"""Key bundles as blobs: the service's bundle source, uploads, deletions, and pending challenges.
+
+Storage failures become the service's own answer: a 503 with ``Retry-After`` within seconds
+(:func:`storage_error`), never the SDK's default retries of 15 s and more.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobClient, ContainerClient, LinearRetry
+
+from scoring.errors import KeysRejected, ProofRequired, ScoringError, ServiceUnavailable
+from scoring.keys import MAX_BUNDLE_BYTES, key_id_of, parse_bundle
+from scoring.ownership import Challenge
+
+from .connection import ConfigurationError, StorageConnection, check_container_name
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+# Fail fast when storage is down: the caller gets a 503 with Retry-After instead of a hang.
+CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20,
+                  "retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0.2, retry_total=1)}
+# Per call, for clients built by others (the SDK-type binding's BlobClient, whose default
+# exponential retry would wait 15 s and more): fail at once, the client retries on 503.
+CALL_OPTIONS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 20}
+CHALLENGE_DIGEST, CHALLENGE_EXPIRES = "hescoringchallenge", "hescoringchallengeexpires"
+
+
+def unavailable(exc: AzureError) -> ScoringError:
+    """The 503 a host answers when storage cannot be reached."""
+    return ServiceUnavailable(f"blob storage is unreachable ({type(exc).__name__}); retry shortly",
+                              headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def storage_error(exc: AzureError) -> ScoringError:
+    """Connection failures and storage-side 5xx: retry later; anything else: storage refused."""
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)) or (
+            isinstance(exc, HttpResponseError) and (exc.status_code or 0) >= 500):
+        return unavailable(exc)
+    return ServiceUnavailable(f"blob storage refused the request ({type(exc).__name__})")
+
+
+class BlobBundleSource:
+    """A key bundle in blob storage, reached through a BlobClient (``scoring.bundles.BundleSource``)."""
+
+    def __init__(self, client: BlobClient) -> None:
+        self.client = client
+
+    def exists(self) -> bool:
+        try:
+            self.client.get_blob_properties(**CALL_OPTIONS)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise storage_error(exc) from exc
+        return True
+
+    def read(self) -> bytes | None:
+        try:
+            download = self.client.download_blob(**CALL_OPTIONS)
+            if download.size > MAX_BUNDLE_BYTES:
+                raise KeysRejected(f"the stored key bundle is {download.size} bytes; no served parameter set "
+                                   f"needs more than {MAX_BUNDLE_BYTES}")
+            return download.readall()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise storage_error(exc) from exc
+
+
+def keep_challenge(client: BlobClient, challenge: Challenge) -> None:
+    """Keep a challenge's digest and expiry in the bundle blob's metadata (replacing any older one).
+
+    Raises:
+        ServiceUnavailable: if storage cannot be reached.
+    """
+    try:
+        client.set_blob_metadata({CHALLENGE_DIGEST: challenge.digest,
+                                  CHALLENGE_EXPIRES: str(int(challenge.expires))}, **CALL_OPTIONS)
+    except AzureError as exc:
+        raise storage_error(exc) from exc
+
+
+def delete_proven(client: BlobClient, check) -> bool:
+    """Delete a bundle blob if ``check(digest, expires)`` accepts its pending challenge.
+
+    Returns False if no bundle is stored. The deletion is conditional on the blob being as it
+    was when the challenge was read, so a newer challenge in between wins.
+
+    Raises:
+        ProofRequired: from ``check``, or if a newer challenge replaced the one read.
+        ServiceUnavailable: if storage cannot be reached.
+    """
+    try:
+        properties = client.get_blob_properties(**CALL_OPTIONS)
+        metadata = properties.metadata or {}
+        expires = metadata.get(CHALLENGE_EXPIRES)
+        check(metadata.get(CHALLENGE_DIGEST), float(expires) if expires and expires.isdigit() else None)
+        client.delete_blob(etag=properties.etag, match_condition=MatchConditions.IfNotModified, **CALL_OPTIONS)
+    except ResourceNotFoundError:
+        return False
+    except ResourceModifiedError as exc:
+        raise ProofRequired("a newer challenge replaced the one answered; ask again and answer it") from exc
+    except AzureError as exc:
+        raise storage_error(exc) from exc
+    return True
+
+
+def container_client(connection: StorageConnection, container: str) -> ContainerClient:
+    """The container of key bundles over ``connection``, failing fast."""
+    return connection.service_client(**CLIENT_OPTIONS).get_container_client(container)
+
+
+def upload_bundle(bundle: bytes, *, setting: str | None = None, connection_string: str | None = None,
+                  account_url: str | None = None, credential=None, container: str | None = None) -> str:
+    """Upload ``bundle`` as ``<container>/<sha256 of bundle>`` to your own storage; return the key id.
+
+    Args:
+        bundle: a public key bundle (``SecretKeys.public_bundle()``).
+        setting: a connection setting name read from the environment by the services' own
+            rule (:class:`keystore.connection.StorageConnection`), the container from
+            ``SCORING_KEYS_CONTAINER`` unless given; or
+        connection_string: a storage connection string; or
+        account_url: the blob endpoint, with ``credential`` (SAS, key or azure-identity).
+        container: created if absent; ``hekeys`` unless given or set.
+
+    Raises:
+        KeysRejected: if the bundle holds a secret key or does not parse; nothing is sent.
+        ValueError: if no way to reach storage is given, or the setting is not usable.
+        azure.core.exceptions.AzureError: from the storage service, as raised.
+    """
+    parse_bundle(bundle)
+    client = _container(setting, connection_string, account_url, credential, container)
+    try:
+        client.create_container()
+    except ResourceExistsError:
+        pass
+    key_id = key_id_of(bundle)
+    client.upload_blob(key_id, bundle, overwrite=True)
+    return key_id
+
+
+def delete_bundle(key_id: str, *, setting: str | None = None, connection_string: str | None = None,
+                  account_url: str | None = None, credential=None, container: str | None = None) -> bool:
+    """Delete ``<container>/<key_id>`` straight from your storage; False if it was not there."""
+    try:
+        _container(setting, connection_string, account_url, credential, container).delete_blob(key_id)
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
+def _container(setting, connection_string, account_url, credential, container) -> ContainerClient:
+    import os
+
+    from azure.storage.blob import BlobServiceClient
+
+    if setting:
+        connection = StorageConnection.from_env(setting)
+        if connection is None:
+            raise ConfigurationError(f"app setting {setting} (or {setting}__serviceUri) is not set")
+        name = check_container_name("SCORING_KEYS_CONTAINER",
+                                    container or os.environ.get("SCORING_KEYS_CONTAINER") or "hekeys")
+        return connection.service_client().get_container_client(name)
+    name = check_container_name("container", container or "hekeys")
+    if connection_string:
+        return BlobServiceClient.from_connection_string(connection_string).get_container_client(name)
+    if account_url:
+        return BlobServiceClient(account_url, credential=credential).get_container_client(name)
+    raise ValueError("give setting=, connection_string=, or account_url= with a credential")
