@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from client.datasets import load_digits_scaled, train_digits_model
 from client.keys import SecretKeys
-from demo.data import load_digits_scaled, train_digits_model
 from scoring.estimators import from_estimator
 from scoring.model import export_model
-from scoring.service import ScoringService, Settings
+from scoring.service import ScoringService
+from scoring.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
@@ -58,7 +59,7 @@ def tutorial_model_path() -> Path:
 def mnist():
     if not MNIST_DIR.exists():
         pytest.skip(f"MNIST is not at {MNIST_DIR} (../shared absent)")
-    from demo.data import load_mnist_test
+    from client.datasets import load_mnist_test
 
     return load_mnist_test(MNIST_DIR)
 
@@ -77,44 +78,44 @@ def azurite():
         yield service
 
 
+def app_env(azurite, model_path: Path, container: str, **settings: str) -> dict[str, str]:
+    """The Functions app's settings: Azurite, a keys container, a model, and any ``SCORING_*`` extras."""
+    return {"SCORING_STORAGE": azurite.connection_string, "SCORING_KEYS_CONTAINER": container,
+            "SCORING_MODEL_PATH": str(model_path), **settings}
+
+
 @pytest.fixture()
-def functions_env(azurite, digits_model_path, monkeypatch, request):
-    """The Functions app's settings pointing at Azurite and the digits model, fresh service."""
-    import hosts.functions
-    import hosts.storage
+def functions_host(azurite, digits_model_path, request):
+    """The Functions app's host object (hosts.functions.FunctionsHost) on Azurite and the digits
+    model, with a container of the test's own, built from settings as function_app.py builds it."""
+    from hosts.functions import FunctionsHost
+    from hosts.settings import HostSettings
 
     container = "keys" + format(abs(hash(request.node.nodeid)) % 10**8, "08d")
-    monkeypatch.setenv("SCORING_STORAGE", azurite.connection_string)
-    monkeypatch.setenv("SCORING_KEYS_CONTAINER", container)
-    monkeypatch.setenv("SCORING_MODEL_PATH", str(digits_model_path))
-    hosts.storage.service_client.cache_clear()
-    hosts.functions.reset()
-    yield container
-    hosts.functions.reset()
-    hosts.storage.service_client.cache_clear()
+    env = app_env(azurite, digits_model_path, container)
+    host = FunctionsHost(HostSettings.from_env(env, require_storage=True))
+    host.keys.create_container()
+    return host
 
 
 @contextmanager
-def running_app(azurite, model_path: Path, container: str = "hekeys"):
-    """function_app.py served over HTTP by the local host, on a free port, with Azurite."""
-    import hosts.functions
-    import hosts.storage
+def running_app(azurite, model_path: Path, container: str = "hekeys", **settings: str):
+    """function_app.py served over HTTP by the local host, on a free port, with Azurite.
+
+    The host's worker processes read the environment when they start; the settings stay set
+    while it serves.
+    """
     from devhost import LocalFunctionsHost
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SCORING_STORAGE", azurite.connection_string)
-        patch.setenv("SCORING_KEYS_CONTAINER", container)
-        patch.setenv("SCORING_MODEL_PATH", str(model_path))
-        hosts.storage.service_client.cache_clear()
-        hosts.functions.reset()
+        for name, value in app_env(azurite, model_path, container, **settings).items():
+            patch.setenv(name, value)
         host = LocalFunctionsHost(ROOT, port=0, load_local_settings=False)
         host.start()
         try:
             yield host
         finally:
             host.stop()
-            hosts.functions.reset()
-            hosts.storage.service_client.cache_clear()
 
 
 @pytest.fixture(scope="module")

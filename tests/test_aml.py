@@ -30,20 +30,17 @@ from conftest import ROOT
 
 from client import ScoringClient
 from client.keys import SecretKeys
-from client.scoring_client import ModelInfo
-from client.storage import upload_bundle
+from keystore.blobs import upload_bundle
 from scoring import protocol
 from scoring.ckks import runtime
 from scoring.keys import PREAMBLE, SECTION, key_id_of
 from scoring.model import ModelError
+from scoring.protocol import ModelDescription, ScoreRequest, WireForm
 
 pytest.importorskip("azureml_inference_server_http", reason="needs requirements-aml.txt installed")
 
 CONTAINER = "amlkeys"
 START_TIMEOUT = 60.0
-needs_client_change = pytest.mark.skipif(
-    not hasattr(ScoringClient("http://127.0.0.1:9/score"), "single_route"),
-    reason="needs the ScoringClient single-URL change for the container (docs/aml.md, 'ScoringClient')")
 
 
 # -- the server ------------------------------------------------------------------------------
@@ -118,19 +115,24 @@ def store(azurite, bundle: bytes) -> str:
 # -- requests as any HTTP client makes them ------------------------------------------------------
 
 
-def describe(url: str) -> ModelInfo:
+def describe(url: str) -> ModelDescription:
     response = requests.get(url, timeout=30)
     assert response.status_code == 200, response.text
-    return ModelInfo(response.json())
+    return ModelDescription.from_dict(response.json())
 
 
-def message(info: ModelInfo, keys: SecretKeys, x: np.ndarray) -> protocol.ScoreMessage:
-    return protocol.ScoreMessage(keys.encrypt_record(info.encoding, x), info.model_hash)
+def message(info: ModelDescription, keys: SecretKeys, x: np.ndarray) -> ScoreRequest:
+    return ScoreRequest(keys.encrypt_record(info.record_encoding(), x), info.model_hash)
 
 
-def envelope(key_id: str, data: protocol.ScoreMessage | dict, bundle: bytes | None = None, **extra) -> bytes:
-    if isinstance(data, protocol.ScoreMessage):
-        data = json.loads(protocol.encode(data, binary=False, response=False)[0])
+def encode(request: ScoreRequest, *, binary: bool = True) -> tuple[bytes, str]:
+    form = WireForm.BINARY if binary else WireForm.JSON
+    return protocol.encode_request(request, form), form.content_type
+
+
+def envelope(key_id: str, data: ScoreRequest | dict, bundle: bytes | None = None, **extra) -> bytes:
+    if isinstance(data, ScoreRequest):
+        data = protocol.message_document(data)
     document = {"key_id": key_id, "data": data, **extra}
     if bundle is not None:
         document["keys"] = base64.b64encode(bundle).decode()
@@ -143,11 +145,12 @@ def post(url: str, body: bytes, content_type: str = "application/json", *, key_i
     return requests.post(url, data=body, headers=headers, params=params, timeout=30)
 
 
-def scores(info: ModelInfo, keys: SecretKeys, response: requests.Response) -> np.ndarray:
+def scores(info: ModelDescription, keys: SecretKeys, response: requests.Response) -> np.ndarray:
     assert response.status_code == 200, response.text
-    reply = protocol.decode(response.content, response.headers["content-type"], response=True)
+    assert response.headers["X-Records-Disclosed"] == "1"
+    reply = protocol.decode_response(response.content, response.headers["content-type"])
     assert reply.model_hash == info.model_hash
-    return keys.decrypt_scores(info.encoding, reply.ciphertexts)
+    return keys.decrypt_scores(info.record_encoding(), reply.ciphertexts)
 
 
 def assert_error(response: requests.Response, status: int, code: str, message: str | None = None) -> dict:
@@ -164,7 +167,7 @@ def assert_error(response: requests.Response, status: int, code: str, message: s
 
 
 def test_get_on_score_describes_the_model_as_the_function_does(aml, service):
-    assert requests.get(aml.url, timeout=30).json() == service.describe()
+    assert requests.get(aml.url, timeout=30).json() == service.describe().to_dict()
     assert requests.get(aml.url.removesuffix("score"), timeout=10).text == "Healthy"
     assert f"Listening at: http://127.0.0.1:{aml.port} " in aml.log()  # loopback only, not 0.0.0.0
 
@@ -174,7 +177,7 @@ def test_round_trip_with_keys_in_the_containers_storage(aml, azurite, keys, digi
     info, rows = describe(aml.url), digits[0][1500:1503]
     store(azurite, keys.public_bundle())
     for x, expected in zip(rows, digits_estimator.decision_function(rows)):
-        body, content_type = protocol.encode(message(info, keys, x), binary=binary, response=False)
+        body, content_type = encode(message(info, keys, x), binary=binary)
         response = post(aml.url, body, content_type, key_id=keys.key_id)
         assert response.headers["content-type"].startswith(content_type)
         np.testing.assert_allclose(scores(info, keys, response), expected, atol=1e-5)
@@ -192,7 +195,6 @@ def test_round_trip_in_the_tutorials_shape_with_keys_inline_or_stored(aml, azuri
     np.testing.assert_allclose(scores(info, stored, response), expected, atol=1e-5)
 
 
-@needs_client_change
 @pytest.mark.parametrize("binary", [True, False])
 def test_client_with_keys_uploaded_to_storage(aml, azurite, digits, digits_estimator, binary):
     client = ScoringClient(aml.url, binary=binary)
@@ -209,7 +211,6 @@ def test_client_with_keys_uploaded_to_storage(aml, azurite, digits, digits_estim
         r.request.body[:1] == b"{" and b'"keys"' not in r.request.body for r in posts)
 
 
-@needs_client_change
 def test_client_sends_keys_inline_when_none_are_stored(aml, digits, digits_estimator):
     client = ScoringClient(aml.url)  # only the URL differs from the function's client
     rows = digits[0][1520:1525]
@@ -230,7 +231,7 @@ def test_malformed_json_is_400_in_both_forms(aml, keys):
 
 def test_unknown_key_id_is_404_in_both_forms(aml, keys, digits):
     info, unknown = describe(aml.url), "0f" * 32
-    body, content_type = protocol.encode(message(info, keys, digits[0][1500]), binary=True, response=False)
+    body, content_type = encode(message(info, keys, digits[0][1500]))
     for response in (post(aml.url, body, content_type, key_id=unknown),
                      post(aml.url, envelope(unknown, message(info, keys, digits[0][1500])))):
         error = assert_error(response, 404, "keys_not_found")
@@ -257,14 +258,16 @@ def test_inline_bundle_must_hash_to_its_key_id(aml, keys, digits):
 def test_ciphertext_for_other_parameters_is_422(aml, azurite, keys, digits):
     import tenseal.sealapi as seal
 
-    from scoring.ckks import CkksParameters
+    from scoring.ckks import SealRuntime
+    from scoring.parameters import CkksParameters
 
     info = describe(aml.url)
     store(azurite, keys.public_bundle())
-    other = SecretKeys.generate(CkksParameters(4096, (seal.CoeffModulus.Create(4096, [60])[0].value(),)))
-    foreign = other.encrypt_coefficients(digits[0][1500], info.encoding.input_scale)
-    body, content_type = protocol.encode(protocol.ScoreMessage((foreign,), info.model_hash), binary=True,
-                                         response=False)
+    rt = SealRuntime(CkksParameters(4096, (seal.CoeffModulus.Create(4096, [60])[0].value(),)))
+    foreign = rt.save_canonical(seal.Encryptor(rt.context, seal.KeyGenerator(rt.context).secret_key())
+                                .encrypt_symmetric(rt.encode_coefficients(digits[0][1500],
+                                                                          info.encryption.input_scale)))
+    body, content_type = encode(ScoreRequest((foreign,), info.model_hash))
     assert_error(post(aml.url, body, content_type, key_id=keys.key_id), 422, "ciphertext_rejected",
                  "ciphertext 0: 32946 bytes of fields do not match the served parameters")
 
@@ -273,11 +276,11 @@ def test_credentials_in_a_request_are_refused(aml, keys, digits):
     info = describe(aml.url)
     data = message(info, keys, digits[0][1500])
     connection = "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"
-    body, content_type = protocol.encode(data, binary=True, response=False)
+    body, content_type = encode(data)
     refused = [
         post(aml.url, envelope(keys.key_id, data, conn_str=connection, container="hekeys")),  # the tutorial's request
         post(aml.url, envelope(keys.key_id, data, sas_token="sv=2024&sig=x")),
-        post(aml.url, envelope(keys.key_id, {"version": 1, "ciphertexts": [], "note": connection})),
+        post(aml.url, envelope(keys.key_id, {"version": 2, "ciphertexts": [], "note": connection})),
         post(aml.url, body, content_type, key_id=keys.key_id, params={"conn_str": "x"}),
         requests.get(aml.url, params={"account_key": "x"}, timeout=30),
     ]
@@ -295,13 +298,13 @@ def test_malformed_key_id_is_400(aml, keys, digits):
 
 def test_a_request_must_say_which_keys_and_be_well_formed(aml, keys, digits):
     info = describe(aml.url)
-    body, _ = protocol.encode(message(info, keys, digits[0][1500]), binary=True, response=False)
+    body, _ = encode(message(info, keys, digits[0][1500]))
     assert "x-key-id header" in assert_error(post(aml.url, body, "application/octet-stream"), 400, "bad_request")[
         "message"]
     assert_error(post(aml.url, b"hello", "text/plain"), 415, "unsupported_media_type")
     assert_error(post(aml.url, b'{"key_id": "%s", "data": {}, "data": {}}' % keys.key_id.encode()), 400,
                  "bad_request", "JSON object repeats a field")
-    assert_error(post(aml.url, envelope(keys.key_id, {"version": 1, "ciphertexts": ["??"]})), 400, "bad_request",
+    assert_error(post(aml.url, envelope(keys.key_id, {"version": 2, "ciphertexts": ["??"]})), 400, "bad_request",
                  "ciphertext 0 is not valid base64")
     assert_error(post(aml.url, envelope(keys.key_id, "text")), 400, "bad_request")
     assert_error(post(aml.url, envelope(keys.key_id, {}, bundle=None, extra=1)), 400, "bad_request",
@@ -309,7 +312,7 @@ def test_a_request_must_say_which_keys_and_be_well_formed(aml, keys, digits):
 
 
 def test_oversized_bodies_are_413(aml, keys):
-    largest = max(describe(aml.url).raw["limits"].values())
+    largest = describe(aml.url).limits.largest
     body = b"x" * (largest + 1)
     assert_error(post(aml.url, body, "application/octet-stream", key_id=keys.key_id), 413, "payload_too_large")
     with socket.create_connection(("127.0.0.1", aml.port), timeout=30) as conn:  # refused before it is sent
@@ -343,16 +346,15 @@ def tutorial_estimator(tutorial_model_path):
 def test_tutorial_model_without_storage(tutorial_aml, tutorial_estimator, mnist, keys):
     X, _ = mnist
     info = describe(tutorial_aml.url)
-    assert (info.n_features, info.n_outputs, info.raw["estimator"]) == (784, 10, "LogisticRegression")
+    assert (info.n_features, info.n_outputs, info.estimator) == (784, 10, "LogisticRegression")
     for x, expected in zip(X[:3], tutorial_estimator.decision_function(X[:3])):
         response = post(tutorial_aml.url, envelope(keys.key_id, message(info, keys, x), keys.public_bundle()))
         np.testing.assert_allclose(scores(info, keys, response), expected, atol=1e-5)
-    body, content_type = protocol.encode(message(info, keys, X[0]), binary=True, response=False)
+    body, content_type = encode(message(info, keys, X[0]))
     assert_error(post(tutorial_aml.url, body, content_type, key_id=keys.key_id), 404, "keys_not_found")
     assert "no key storage is configured" in tutorial_aml.log()
 
 
-@needs_client_change
 def test_tutorial_model_through_the_client(tutorial_aml, tutorial_estimator, mnist):
     X, _ = mnist
     client = ScoringClient(tutorial_aml.url)
@@ -376,7 +378,7 @@ def test_a_folder_without_one_model_fails_the_start(tmp_path):
 
 
 def test_model_is_found_in_azureml_model_dir(tmp_path, monkeypatch):
-    from hosts.aml import find_model, model_settings
+    from hosts.aml import find_model, host_settings
 
     nested = tmp_path / "m" / "1"
     nested.mkdir(parents=True)
@@ -389,13 +391,38 @@ def test_model_is_found_in_azureml_model_dir(tmp_path, monkeypatch):
         find_model(tmp_path)
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
     monkeypatch.setenv("SCORING_MODEL_PATH", "m/1/model.pkl")
-    assert model_settings().model_path == str(nested / "model.pkl")
+    for name in ("SCORING_STORAGE", "SCORING_KEYS_CONTAINER"):
+        monkeypatch.delenv(name, raising=False)
+    assert host_settings().scoring.model_path == str(nested / "model.pkl")
     monkeypatch.delenv("SCORING_MODEL_PATH")
     with pytest.raises(ModelError, match="must hold one model file"):
-        model_settings()
+        host_settings()
     monkeypatch.delenv("AZUREML_MODEL_DIR")
     with pytest.raises(ModelError, match="set AZUREML_MODEL_DIR"):
-        model_settings()
+        host_settings()
+
+
+def test_the_container_follows_the_same_rule_for_storage_and_its_container(monkeypatch):
+    from hosts.aml import host_settings
+    from keystore.connection import ConfigurationError
+
+    monkeypatch.setenv("SCORING_MODEL_PATH", "/m.json")
+    monkeypatch.delenv("SCORING_STORAGE", raising=False)
+    monkeypatch.setenv("SCORING_KEYS_CONTAINER", "hekeys")
+    with pytest.raises(ConfigurationError, match="SCORING_KEYS_CONTAINER is set but SCORING_STORAGE is not"):
+        host_settings()
+    monkeypatch.setenv("SCORING_STORAGE", "UseDevelopmentStorage=true")
+    monkeypatch.delenv("SCORING_KEYS_CONTAINER")
+    with pytest.raises(ConfigurationError, match="SCORING_KEYS_CONTAINER is not set"):
+        host_settings()
+    monkeypatch.delenv("SCORING_STORAGE")
+    monkeypatch.setenv("SCORING_STORAGE__serviceUri", "https://acct.blob.core.windows.net")
+    monkeypatch.setenv("SCORING_STORAGE__credential", "managedidentity")
+    monkeypatch.setenv("SCORING_STORAGE__clientId", "11111111-2222-3333-4444-555555555555")
+    monkeypatch.setenv("SCORING_KEYS_CONTAINER", "hekeys")
+    storage = host_settings().storage
+    assert (storage.service_uri, storage.client_id) == ("https://acct.blob.core.windows.net",
+                                                        "11111111-2222-3333-4444-555555555555")
 
 
 # -- the Dockerfile -------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ HELP = {  # every command, and options its help must name
     (): ["keys", "describe", "predict", "export", "serve"],
     ("keys",): ["generate", "upload", "delete"],
     ("keys", "generate"): ["--secret-key", "--endpoint", "--function-key"],
-    ("keys", "upload"): ["--secret-key", "--endpoint", "--connection-string", "--container"],
-    ("keys", "delete"): ["--secret-key", "--endpoint", "--connection-string", "--container"],
+    ("keys", "upload"): ["--secret-key", "--endpoint", "--connection-string", "--setting", "--container"],
+    ("keys", "delete"): ["--secret-key", "--endpoint", "--connection-string", "--setting", "--container"],
     ("describe",): ["--endpoint", "--function-key", "--json"],
     ("predict",): ["--endpoint", "--secret-key", "--scores", "--labels", "--limit", "input"],
     ("export",): ["source", "destination", "--input-bound", "--bounds-from", "--margin"],
@@ -143,6 +143,21 @@ def test_keys_straight_to_blob_storage(azurite, tmp_path, capsys):
     assert "was not there" in run(capsys, "keys", "delete", "--secret-key", secret, *storage)[2]
 
 
+def test_keys_straight_to_blob_storage_through_the_services_own_settings(azurite, tmp_path, capsys, monkeypatch):
+    secret = str(tmp_path / "me.key")
+    key_id = run(capsys, "keys", "generate", "--secret-key", secret)[1].strip()
+    monkeypatch.setenv("SCORING_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("SCORING_KEYS_CONTAINER", CONTAINER)
+    assert run(capsys, "keys", "upload", "--secret-key", secret, "--setting", "SCORING_STORAGE")[:2] == (
+        0, key_id + "\n")
+    assert stored(azurite, key_id)
+    assert run(capsys, "keys", "delete", "--secret-key", secret, "--setting", "SCORING_STORAGE")[0] == 0
+    assert not stored(azurite, key_id)
+    monkeypatch.setenv("SCORING_STORAGE__accountName", "acct")
+    status, _, err = run(capsys, "keys", "upload", "--secret-key", secret, "--setting", "SCORING_STORAGE")
+    assert status == 1 and "SCORING_STORAGE__accountName is not supported" in err
+
+
 def test_a_file_with_the_wrong_feature_count_is_one_clear_line(app, tmp_path):
     np.savetxt(tmp_path / "bad.csv", np.zeros((3, 10)), delimiter=",")
     result = run_process("predict", str(tmp_path / "bad.csv"), "--endpoint", app.url)
@@ -156,8 +171,13 @@ def test_a_file_with_the_wrong_feature_count_is_one_clear_line(app, tmp_path):
     (("predict", "rows.txt", "--endpoint", "http://127.0.0.1:9"), "give a .npy or .csv file"),
     (("describe", "--endpoint", "http://127.0.0.1:9"), "cannot reach the service at http://127.0.0.1:9"),
     (("keys", "upload", "--secret-key", "missing.key"), "No such file or directory"),
+    (("keys", "upload", "--secret-key", "{truncated}"), "truncated.key: packed secret keys are truncated"),
+    (("keys", "upload", "--secret-key", "{garbage}"), "garbage.key: not a secret key file"),
 ])
-def test_errors_exit_non_zero_without_a_traceback(argv, message):
+def test_errors_exit_non_zero_without_a_traceback(argv, message, tmp_path):
+    (tmp_path / "truncated.key").write_bytes(b"HESECRET\x02HESK\x01\x00\x20")
+    (tmp_path / "garbage.key").write_bytes(b"\x00" * 100)
+    argv = [a.format(truncated=tmp_path / "truncated.key", garbage=tmp_path / "garbage.key") for a in argv]
     result = run_process(*argv)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -20,16 +20,16 @@ import numpy as np
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from client.compat import EILinearRegressionClient
-from scoring.compat import FRAME, RESULT_MAGIC, EIServer, decode_frames
+from eicompat import EILinearRegressionClient, EIServer
+from eicompat.standard import FRAME, RESULT_MAGIC, decode_frames
 from scoring.errors import BadRequest, CiphertextRejected, KeysRejected
 from scoring.keys import load_bundle
 from scoring.model import ModelError
 
 MIGRATION = {
-    "from encrypted.inference.eiserver import EIServer": "from scoring.compat import EIServer",
+    "from encrypted.inference.eiserver import EIServer": "from eicompat import EIServer",
     "from encrypted.inference.eiclient import EILinearRegressionClient":
-        "from client.compat import EILinearRegressionClient",
+        "from eicompat import EILinearRegressionClient",
 }
 
 TUTORIAL_SCORE_PY = '''\
@@ -261,5 +261,5 @@ def test_refusals(digits, digits_estimator):
         edp.decrypt([base64.b64encode(b"x" * FRAME.size).decode()])
     with pytest.raises(ValueError, match="non-empty list"):
         edp.decrypt([])
-    with pytest.raises(BadRequest, match="not a record encrypted by client.compat"):
+    with pytest.raises(BadRequest, match="not a record encrypted by EILinearRegressionClient"):
         server.predict(server.predict(edp.encrypt(X[1500]), public_keys), public_keys)

@@ -32,7 +32,8 @@ from sklearn.svm import LinearSVC, LinearSVR
 
 from scoring.estimators import from_estimator
 from scoring.model import ModelError, export_model, labels_from_scores, probabilities
-from scoring.service import ScoringService, Settings
+from scoring.service import ScoringService
+from scoring.settings import Settings
 from helpers import score_in_process
 
 
@@ -157,7 +158,7 @@ def test_wide_inputs_and_many_classes(tmp_path, keys, features, classes, estimat
     y = rng.integers(0, classes, size=400)
     estimator.fit(X[:-3], y[:-3])
     service, model = served(tmp_path, estimator, X)
-    layout = service.kernel.layout
+    layout = service.describe().encryption.layout
     assert layout.n_chunks > 1 or layout.n_products > 1
     for row in X[-3:]:
         encrypted = score_in_process(service, keys, row)

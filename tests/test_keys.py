@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import stat
 import struct
+from pathlib import Path
 
 import pytest
 
-from client.keys import SecretKeys, load_secret_key, save_secret_key
-from scoring.ckks import PRNG_INFO_SIZE, CkksParameters, runtime
+from client.keys import FILE_MAGIC, SecretKeys, load_secret_key, save_secret_key
+from scoring.ckks import PRNG_INFO_SIZE, runtime
 from scoring.errors import BadRequest, KeysRejected
 from scoring.keys import PREAMBLE, SECTION, check_key_id, key_id_of, load_bundle, parse_bundle
+from scoring.parameters import CkksParameters
 
 
 def bundle_with_sections(keys: SecretKeys, sections: list[tuple[bytes, bytes]]) -> bytes:
@@ -84,17 +86,73 @@ def test_secret_key_file_is_owner_read_only_and_round_trips(tmp_path):
     keys = SecretKeys.generate()
     path = save_secret_key(keys, tmp_path / "me.key")
     assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    assert path.read_bytes() == FILE_MAGIC + b"\x02" + keys.to_bytes()
     again = load_secret_key(path)
     assert again.key_id == keys.key_id
     blob = keys.encrypt_coefficients([0.5, -0.25], 2.0 ** 20)
-    assert blob  # the reloaded secret key decrypts what the original encrypted:
-    rt = runtime()
+    # the reloaded secret key decrypts what the original encrypted:
+    assert again.decrypt_coefficients(_unseeded(blob, 2.0 ** 20), 2.0 ** 20)[:2] == pytest.approx([0.5, -0.25],
+                                                                                                   abs=1e-5)
+    with pytest.raises(FileExistsError):
+        save_secret_key(keys, path)
+
+
+def _unseeded(blob: bytes, scale: float) -> bytes:
+    """A result-like (unseeded) copy of a seeded ciphertext, as decryption takes it."""
     import tenseal.sealapi as seal
 
     from scoring.ckks import canonical_ciphertext
-    ct = rt.load(seal.Ciphertext(), canonical_ciphertext(rt, blob, scale=2.0 ** 20, seeded_ok=True))
-    plain = seal.Plaintext()
-    again.decryptor().decrypt(ct, plain)
-    assert rt.decode_coefficients(plain)[:2] == pytest.approx([0.5, -0.25], abs=1e-5)
-    with pytest.raises(FileExistsError):
-        save_secret_key(keys, path)
+
+    rt = runtime()
+    return rt.save_canonical(rt.load(seal.Ciphertext(), canonical_ciphertext(rt, blob, scale=scale, seeded_ok=True)))
+
+
+def test_packed_keys_fit_a_key_vault_secret_and_rebuild_the_same_key_pair():
+    keys = SecretKeys.generate()
+    packed = keys.to_bytes()
+    assert len(packed) <= 4096  # Azure Key Vault: 25 KB; a Databricks secret: 128 KB
+    again = SecretKeys.from_bytes(packed)
+    assert again.key_id == keys.key_id and again.public_bundle() == keys.public_bundle()
+    assert again.to_bytes() == packed
+    load_bundle(again.public_bundle(), again.key_id)  # the service accepts it
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda b: b"", "not packed secret keys"),
+    (lambda b: b"XXXX" + b[4:], "not packed secret keys"),
+    (lambda b: b[:4] + b"\x09" + b[5:], "version 9 are not supported"),
+    (lambda b: b[:10], "truncated or malformed parameters"),
+    (lambda b: b[:5] + struct.pack("<I", 4096) + b[9:], "which this library does not serve"),
+    (lambda b: b[:-1], "need exactly"),
+    (lambda b: b + b"\x00", "need exactly"),
+    (lambda b: b[:18] + b"\xff" + b[19:], "code 3"),
+    (lambda b: b[:18 + 2048] + b"\x07" + b[18 + 2049:], "unknown PRNG type 7"),
+])
+def test_malformed_packed_keys_are_a_value_error_that_says_what(keys, mutate, message):
+    with pytest.raises(ValueError, match=message):
+        SecretKeys.from_bytes(mutate(keys.to_bytes()))
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda b: b"", "not a secret key file"),
+    (lambda b: b"HESECRET", "not a secret key file"),
+    (lambda b: b[:15], "packed secret keys are truncated"),
+    (lambda b: b"HESECRET\x07" + b[9:], "file version 7 is not supported"),
+    (lambda b: b[:20], "truncated or malformed parameters"),
+    (lambda b: b[:-3], "need exactly"),
+])
+def test_malformed_secret_key_files_are_a_value_error_naming_the_file(tmp_path, keys, mutate, message):
+    path = tmp_path / "broken.key"
+    path.write_bytes(mutate(FILE_MAGIC + b"\x02" + keys.to_bytes()))
+    with pytest.raises(ValueError, match=message) as caught:
+        load_secret_key(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("cut", [9, 12, 20, 30, 2000, 65_000, 131_000])
+def test_a_truncated_version_1_file_is_a_value_error_not_a_struct_error(tmp_path, cut):
+    legacy = (Path(__file__).parent / "golden" / "v1" / "secret.key").read_bytes()
+    path = tmp_path / "legacy.key"
+    path.write_bytes(legacy[:cut])
+    with pytest.raises(ValueError, match="truncated|malformed|corrupt"):
+        load_secret_key(path)

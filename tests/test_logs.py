@@ -35,6 +35,7 @@ from devhost.azurite import ACCOUNT_KEY
 from scoring import protocol
 from scoring.ckks import runtime
 from scoring.keys import PREAMBLE, SECTION, key_id_of
+from scoring.protocol import ScoreRequest, WireForm
 
 FUNCTION_KEY = "fnkey-LOGCHECK-3c9e1a7f5b2d4f6a8c0e1b3d5f7a9c2e"
 CONTAINER = "logkeys"
@@ -175,10 +176,10 @@ def exercise(url: str, connection_string: str, rows: np.ndarray, expected: np.nd
 
     score_url = f"{url}/api/score/{key_id}"
     auth = {"x-functions-key": FUNCTION_KEY}
-    binary_body, binary_type = protocol.encode(protocol.ScoreMessage(record.ciphertexts, record.model_hash),
-                                               binary=True, response=False)
-    json_body, json_type = protocol.encode(protocol.ScoreMessage(json_record.ciphertexts, json_record.model_hash),
-                                           binary=False, response=False)
+    binary_body, binary_type = protocol.encode_request(ScoreRequest(record.ciphertexts, record.model_hash),
+                                                       WireForm.BINARY), protocol.BINARY_TYPE
+    json_body, json_type = protocol.encode_request(ScoreRequest(json_record.ciphertexts, json_record.model_hash),
+                                                   WireForm.JSON), protocol.JSON_TYPE
     statuses = {
         "malformed JSON": requests.post(score_url, data=b"{not json", timeout=30,
                                         headers={**auth, "content-type": "application/json"}).status_code,
@@ -201,17 +202,23 @@ def exercise(url: str, connection_string: str, rows: np.ndarray, expected: np.nd
     with_secret = bundle[:PREAMBLE.size + 8] + SECTION.pack(b"SKEY", len(secret)) + secret
     statuses["bundle holding a secret key"] = requests.put(
         f"{url}/api/keys/{key_id_of(with_secret)}", data=with_secret, headers=auth, timeout=30).status_code
+    proofs: list[str] = []
+    answer = keys.answer_challenge
+    keys.answer_challenge = lambda blob: proofs.append(answer(blob)) or proofs[-1]
     assert client.delete_keys() is True
     statuses["delete again"] = 404 if client.delete_keys() is False else 204
+    statuses["delete without proof"] = requests.delete(f"{url}/api/keys/{key_id}", headers=auth, timeout=30).status_code
     assert statuses == {"malformed JSON": 400, "unknown key id": 404, "malformed key id": 400,
                         "truncated ciphertext": 400, "conn_str in the body": 400, "conn_str in the query": 400,
                         "function key in the query": 200, "bundle holding a secret key": 422,
-                        "delete again": 404}, statuses
+                        "delete again": 404, "delete without proof": 404}, statuses
 
     needles = [("account key", ACCOUNT_KEY), ("account key (URL-quoted)", quote(ACCOUNT_KEY, safe="")),
                ("connection string", connection_string), ("function key", FUNCTION_KEY),
-               ("SharedKey authorization", "SharedKey "), ("secret key section", "SKEY")]
-    blobs = {"secret key": secret, "key bundle": bundle, "bundle holding a secret key": with_secret,
+               ("SharedKey authorization", "SharedKey "), ("secret key section", "SKEY"),
+               *[(f"deletion proof {i}", proof) for i, proof in enumerate(proofs)]]
+    blobs = {"secret key": secret, "packed secret key": keys.to_bytes(), "key bundle": bundle,
+             "bundle holding a secret key": with_secret,
              "account key": base64.b64decode(ACCOUNT_KEY)}
     for name, ciphertexts in (("request ciphertext", record.ciphertexts + json_record.ciphertexts),
                               ("response ciphertext", reply.ciphertexts + json_reply.ciphertexts)):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from client import ScoringClient
-from scoring.model import load_model
-from scoring.service import ScoringService, Settings
+from scoring.loading import load_model
+from scoring.service import ScoringService
+from scoring.settings import Settings
 from helpers import score_in_process
 from conftest import running_app
 

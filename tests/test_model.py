@@ -11,11 +11,11 @@ import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from scoring.estimators import from_estimator
+from scoring.loading import load_model
 from scoring.model import (
     ModelError,
     export_model,
     labels_from_scores,
-    load_model,
     probabilities,
     read_artifact,
 )

@@ -1,21 +1,26 @@
-"""The data plane under a worker's thread pool, and its bounded cache."""
+"""The data plane under a worker's thread pool, its caches and its pool of masked zeros."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from client.keys import SecretKeys
-from scoring.bundles import BundleCache
+from scoring.bundles import BundleCache, InlineBundle
+from scoring.errors import KeysNotFound, ModelMismatch, ServiceUnavailable
 from scoring.keys import load_bundle
-from scoring.service import ScoringService, Settings
+from scoring.protocol import ScoreRequest
+from scoring.service import ScoringService
+from scoring.settings import Settings
 from helpers import score_in_process
 
 
 def test_concurrent_requests_from_a_thread_pool_are_all_correct(digits_model_path, digits, digits_estimator):
     """Azure Functions runs sync functions in a thread pool: shared caches must hold up."""
-    service = ScoringService(Settings(model_path=str(digits_model_path)))  # built lazily, under contention
+    service = ScoringService(Settings(model_path=str(digits_model_path)))  # loaded lazily, under contention
     clients = [SecretKeys.generate() for _ in range(3)]
     X = digits[0][1500:1524]
     with ThreadPoolExecutor(6) as pool:
@@ -24,11 +29,121 @@ def test_concurrent_requests_from_a_thread_pool_are_all_correct(digits_model_pat
     assert len(service.bundles) == 3
 
 
-def test_bundle_cache_is_bounded_and_keyed_by_version():
-    cache = BundleCache(max_entries=2)
+def test_a_dry_pool_under_load_still_answers_every_request_correctly(digits_model_path, digits, digits_estimator):
+    """Depth 1 and six threads: most requests find the pool empty and compute their masked zero
+    inline; every answer is still right, and no prepared zero is handed out twice."""
+    service = ScoringService(Settings(model_path=str(digits_model_path), zero_pool_depth=1))
+    keys = SecretKeys.generate()
+    X = digits[0][1500:1530]
+    handed_out = []
+    pools = service.loaded.pools
+    take = pools.take
+
+    def recording_take(bundle):
+        zeros = take(bundle)
+        handed_out.extend(zeros)  # kept alive, so that no two can share an id
+        return zeros
+
+    pools.take = recording_take
+    with ThreadPoolExecutor(6) as pool:
+        scores = list(pool.map(lambda x: score_in_process(service, keys, x), X))
+    np.testing.assert_allclose(np.vstack(scores), digits_estimator.decision_function(X), atol=1e-5)
+    assert pools.inline > 0 and len(handed_out) == len({id(z) for z in handed_out}) == len(X)
+
+
+def test_prepared_zeros_refill_between_requests(digits_model_path, digits):
+    service = ScoringService(Settings(model_path=str(digits_model_path), zero_pool_depth=3))
+    keys = SecretKeys.generate()
+    score_in_process(service, keys, digits[0][0])  # the first request computes inline and starts the filler
+    pools = service.loaded.pools
+    deadline = time.monotonic() + 10
+    while pools.size(keys.key_id) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pools.size(keys.key_id) == 3  # bounded: never more than the depth
+    inline = pools.inline
+    score_in_process(service, keys, digits[0][1])
+    assert pools.inline == inline  # served from the pool
+    service.forget(keys.key_id)
+    assert pools.size(keys.key_id) == 0
+
+
+def test_without_a_pool_every_request_computes_its_own(digits_model_path, digits):
+    service = ScoringService(Settings(model_path=str(digits_model_path), zero_pool_depth=0))
+    keys = SecretKeys.generate()
+    for x in digits[0][:3]:
+        score_in_process(service, keys, x)
+    assert service.loaded.pools.inline == 3 and service.loaded.pools.prepared == 0
+
+
+def test_bundle_cache_is_bounded_and_revalidates_after_its_bound():
+    now = [0.0]
+    cache = BundleCache(max_entries=2, revalidate_seconds=60, clock=lambda: now[0])
     bundles = [load_bundle(SecretKeys.generate().public_bundle()) for _ in range(3)]
-    for bundle in bundles:
-        cache.put("v1", bundle)
-    assert len(cache) == 2 and not cache.contains(bundles[0].key_id)  # least recently used went first
-    assert cache.get(bundles[2].key_id, "v1") is bundles[2]
-    assert cache.get(bundles[2].key_id, "v2") is None  # another stored version is read again
+    evicted = [cache.put(bundle) for bundle in bundles]
+    assert evicted[2] == [bundles[0].key_id] and len(cache) == 2  # least recently used went first
+    assert cache.get(bundles[2].key_id) == (bundles[2], True)
+    now[0] = 61.0
+    assert cache.get(bundles[2].key_id) == (bundles[2], False)  # stale: ask storage once
+    cache.put(bundles[2])
+    assert cache.get(bundles[2].key_id) == (bundles[2], True)
+
+
+class CountingSource(InlineBundle):
+    def __init__(self, data):
+        super().__init__(data)
+        self.reads = self.checks = 0
+
+    def exists(self) -> bool:
+        self.checks += 1
+        return super().exists()
+
+    def read(self):
+        self.reads += 1
+        return super().read()
+
+
+def test_a_cached_bundle_costs_no_storage_request_until_its_bound(digits_model_path, digits):
+    service = ScoringService(Settings(model_path=str(digits_model_path), key_revalidate_seconds=0.3))
+    keys = SecretKeys.generate()
+    info = service.describe()
+    request = ScoreRequest(keys.encrypt_record(info.record_encoding(), digits[0][0]), info.model_hash)
+    source = CountingSource(keys.public_bundle())
+    for _ in range(5):
+        service.score(keys.key_id, source, request)
+    assert (source.reads, source.checks) == (1, 0)  # content-addressed: nothing to re-validate
+    time.sleep(0.35)
+    service.score(keys.key_id, source, request)
+    assert (source.reads, source.checks) == (1, 1)  # after the bound: one existence check
+    source.data = None  # deleted from storage by someone else
+    service.score(keys.key_id, source, request)  # still within the new bound
+    time.sleep(0.35)
+    with pytest.raises(KeysNotFound):
+        service.score(keys.key_id, source, request)
+    assert not service.bundles.contains(keys.key_id)
+
+
+def test_a_request_for_another_model_is_409(service, keys, digits):
+    info = service.describe()
+    request = ScoreRequest(keys.encrypt_record(info.record_encoding(), digits[0][0]), "0" * 64)
+    with pytest.raises(ModelMismatch, match=info.model_hash):
+        service.score(keys.key_id, keys.public_bundle(), request)
+
+
+def test_health_says_nothing_about_the_model_or_other_callers(service, keys, digits):
+    before = service.health()
+    score_in_process(service, keys, digits[0][0])
+    assert service.health() == before == {"status": "ok"}
+
+
+def test_an_unconfigured_model_is_503():
+    with pytest.raises(ServiceUnavailable, match="SCORING_MODEL_PATH"):
+        ScoringService(Settings()).describe()
+
+
+def test_settings_are_read_once_and_refuse_what_is_not_a_number():
+    settings = Settings.from_env({"SCORING_MODEL_PATH": "m.json", "SCORING_ZERO_POOL_DEPTH": "2",
+                                  "SCORING_BATCH_SKIP_ZERO_FEATURES": "true", "SCORING_INPUT_BOUND": ""})
+    assert (settings.model_path, settings.zero_pool_depth, settings.batch_skip_zero_features,
+            settings.input_bound) == ("m.json", 2, True, None)
+    with pytest.raises(ValueError, match="SCORING_KEY_CACHE_ENTRIES must be a int"):
+        Settings.from_env({"SCORING_KEY_CACHE_ENTRIES": "many"})

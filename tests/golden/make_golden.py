@@ -1,8 +1,10 @@
 """Regenerate the golden wire files (run from the repo root: python tests/golden/make_golden.py).
 
-The files pin protocol version 1 byte for byte: a tiny model artifact, a test-only key
+The files pin protocol version 2 byte for byte: a tiny model artifact, a test-only key
 pair (the secret key here protects nothing), one request and its response in both forms,
 and the scores they decrypt to. Only regenerate them on a deliberate format change.
+``v1/`` keeps protocol version 1's request, key bundle and secret key file as they were
+made, to show they are refused (the request) or still read (the key file).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np  # noqa: E402
 from client.keys import SecretKeys, save_secret_key  # noqa: E402
 from scoring import protocol  # noqa: E402
 from scoring.model import LinearModel, export_model  # noqa: E402
-from scoring.service import ScoringService, Settings  # noqa: E402
+from scoring.protocol import ScoreRequest, WireForm  # noqa: E402
+from scoring.service import ScoringService  # noqa: E402
+from scoring.settings import Settings  # noqa: E402
 
 MODEL = LinearModel(coef=np.array([[0.5, -1.0, 0.25, 0.0, 1.5, -0.75],
                                    [-0.5, 0.5, 1.0, -1.0, 0.0, 0.25],
@@ -37,13 +41,11 @@ def main() -> None:
     save_secret_key(keys, HERE / "secret.key")
     (HERE / "keys.bundle").write_bytes(keys.public_bundle())
     service = ScoringService(Settings(model_path=str(HERE / "model.json")))
-    request = protocol.ScoreMessage(keys.encrypt_record(service.kernel.encoding, X), MODEL.model_hash)
-    body, content_type = protocol.encode(request, binary=True, response=False)
-    out, out_type = service.score(keys.key_id, keys.public_bundle(), body, content_type)
-    response = protocol.decode(out, out_type, response=True)
-    for binary, suffix in ((True, "bin"), (False, "json")):
-        (HERE / f"request.{suffix}").write_bytes(protocol.encode(request, binary=binary, response=False)[0])
-        (HERE / f"response.{suffix}").write_bytes(protocol.encode(response, binary=binary, response=True)[0])
+    request = ScoreRequest(keys.encrypt_record(service.describe().record_encoding(), X), MODEL.model_hash)
+    response = service.score(keys.key_id, keys.public_bundle(), request)
+    for form, suffix in ((WireForm.BINARY, "bin"), (WireForm.JSON, "json")):
+        (HERE / f"request.{suffix}").write_bytes(protocol.encode_request(request, form))
+        (HERE / f"response.{suffix}").write_bytes(protocol.encode_response(response, form))
     (HERE / "expected.json").write_text(json.dumps({
         "x": X.tolist(), "scores": MODEL.decision_function(X[None])[0].tolist(),
         "key_id": keys.key_id, "model_hash": MODEL.model_hash}, indent=1))
