@@ -1,7 +1,9 @@
 """``python -m bench.shapes``: how cost grows with input width and output count.
 
 For random affine maps of several shapes: the layout (chunks up, products down), bytes on
-the wire (binary form) and server time per record with model privacy on.
+the wire (binary form) and server time per record with model privacy on (the product plus a
+masked encryption of zero per result computed on the request path, as when the pool of
+prepared ones is empty).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import tenseal.sealapi as seal
 
 from client.keys import SecretKeys
 from scoring.ckks import runtime
-from scoring.kernel import CoefficientKernel
+from scoring.kernels.single import CoefficientKernel
 from scoring.keys import load_bundle
 from scoring.model import LinearModel
 
@@ -35,7 +37,8 @@ def measure(keys: SecretKeys, features: int, outputs: int) -> dict:
     samples = []
     for _ in range(5):
         started = time.perf_counter()
-        results = kernel.evaluate(chunks, encryptor)
+        zeros = [kernel.masked_zero(encryptor, p) for p in range(kernel.layout.n_products)]
+        results = kernel.evaluate(chunks, zeros)
         samples.append((time.perf_counter() - started) * 1e3)
     out = tuple(kernel.rt.save_canonical(r) for r in results)
     error = np.abs(keys.decrypt_scores(kernel.encoding, out) - model.decision_function(x[None])[0]).max()

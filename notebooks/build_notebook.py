@@ -33,7 +33,7 @@ CKKS, and only the client can read the scores.
 5. Clean up: delete the uploaded keys, stop the local service.
 
 Code written for the tutorial's `encrypted-inference==0.9` runs with only its imports changed:
-`from client.compat import EILinearRegressionClient` and `from scoring.compat import EIServer`.""", ()),
+`from eicompat import EILinearRegressionClient` and `from eicompat import EIServer`.""", ()),
     ("markdown", """\
 ## Configure
 
@@ -42,7 +42,7 @@ Azurite and the Functions app on free local ports and serves a model trained on 
 digits. Paths are relative to the project folder, as for `make demo`.""", ()),
     ("code", """\
 # SCORING_ENDPOINT      your Function App, https://<app>.azurewebsites.net  (unset: a local service)
-# SCORING_FUNCTION_KEY  its function key, sent as the x-functions-key header
+# SCORING_FUNCTION_KEY  a host key of the app (az functionapp keys set ...), sent as the x-functions-key header
 # SCORING_MODEL_PATH    the served model (pickle or artifact), also the plaintext reference here,
 #                       e.g. ../shared/models/sklearn_mnist_model.pkl      (unset: digits)
 # MNIST_DIR             a folder of the MNIST test idx files, e.g. ../shared/data/mnist  (unset: digits)
@@ -93,7 +93,8 @@ if ENDPOINT is None:
 
 client = ScoringClient(ENDPOINT, function_key=FUNCTION_KEY)
 info = client.describe_model()
-print(f"served: {info.raw['estimator']}, {info.n_features} features, classes {info.classes}")
+print(f"served: {info.estimator}, {info.n_features} features, classes {info.classes}; "
+      f"scores carry noise within +-{info.encryption.noise_bound:.1e} (model privacy)")
 same = info.model_hash == model.model_hash
 print("the plaintext reference is the served model" if same else
       "WARNING: the served model differs from the plaintext reference; set SCORING_MODEL_PATH to it")""", ("start",)),
@@ -107,7 +108,8 @@ print(f"{data_label}: {len(X_test)} records of {X_test.shape[1]} features in [{X
 
 The tutorial uploaded 9 MB of public keys to its own blob store and sent the storage
 connection string with every request. Here the public bundle (parameters and public key, no
-Galois keys) goes through `PUT /api/keys/{sha256 of the bundle}`; requests carry only that id.""", ()),
+Galois keys) goes through `PUT /api/keys/{sha256 of the bundle}`; requests carry only that id.
+`keys.to_bytes()` packs the whole key pair in 2 KB, for a key vault.""", ()),
     ("code", """\
 keys = client.generate_keys()
 key_id = client.upload_keys()
@@ -159,7 +161,9 @@ plt.show()""", ("figure-confusion",)),
 ## Clean up
 
 Delete the uploaded public keys (the tutorial left them in its blob store) and stop the local
-service. The secret key disappears with this process unless saved with `save_secret_key`.""", ()),
+service. Deleting proves that this process holds the secret key: the service encrypts a
+challenge under the public key, and only its owner can answer. The secret key disappears with
+this process unless saved with `save_secret_key` (or packed with `keys.to_bytes()`).""", ()),
     ("code", """\
 print(f"keys deleted: {client.delete_keys()}")
 if local_service:

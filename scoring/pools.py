@@ -12,15 +12,18 @@ Memory: ``depth * max_bundles * products`` ciphertexts of 2*N*8 bytes (131 KB at
 8.4 MB for the defaults (4 x 16, one product) on the tutorial model.
 
 TenSEAL holds the GIL during each SEAL call, so the filler runs between requests rather
-than beside them; it waits until no request has started for ``quiet_seconds``.
+than beside them: it starts a masked zero only when no request is in progress
+(:meth:`ZeroPools.busy`) and none ended in the last ``quiet_seconds``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 
 import tenseal.sealapi as seal
 
@@ -34,7 +37,7 @@ class ZeroPools:
     """Per-bundle pools of masked zeros for one kernel; thread-safe."""
 
     def __init__(self, kernel: CoefficientKernel, *, depth: int, max_bundles: int,
-                 quiet_seconds: float = 0.0005) -> None:
+                 quiet_seconds: float = 0.0002) -> None:
         self.kernel = kernel
         self.depth = depth
         self.max_bundles = max(1, max_bundles)
@@ -42,9 +45,23 @@ class ZeroPools:
         self._pools: OrderedDict[str, tuple[PublicBundle, list[deque]]] = OrderedDict()
         self._work = threading.Condition()
         self._last_request = 0.0
+        self._in_progress = 0
         self._thread: threading.Thread | None = None
         self._closed = False
         self.prepared = self.inline = 0  # counters, for tests and the benchmark
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Around a request: the filler waits until no request is in progress."""
+        with self._work:
+            self._in_progress += 1
+        try:
+            yield
+        finally:
+            with self._work:
+                self._in_progress -= 1
+                self._last_request = time.monotonic()
+                self._work.notify()
 
     def take(self, bundle: PublicBundle) -> list[seal.Ciphertext]:
         """One masked zero per result ciphertext for ``bundle``, never handed out twice."""
@@ -52,7 +69,6 @@ class ZeroPools:
         taken: list[seal.Ciphertext | None] = [None] * products
         if self.depth:
             with self._work:
-                self._last_request = time.monotonic()
                 entry = self._pools.get(bundle.key_id)
                 if entry is None or entry[0] is not bundle:
                     entry = (bundle, [deque() for _ in range(products)])
@@ -102,12 +118,12 @@ class ZeroPools:
     def _fill(self) -> None:
         while True:
             with self._work:
-                while not self._closed and (job := self._next_job()) is None:
+                while not self._closed and (self._in_progress or (job := self._next_job()) is None):
                     self._work.wait()
                 if self._closed:
                     return
                 idle = time.monotonic() - self._last_request
-            if idle < self.quiet_seconds:  # a request just started: let it have the GIL
+            if idle < self.quiet_seconds:  # a request just ended: another may follow at once
                 time.sleep(self.quiet_seconds - idle)
                 continue
             bundle, product, queue = job

@@ -18,8 +18,10 @@ Binary (``application/octet-stream``), all integers little-endian, saving base64
     ciphertext count, [model hash], [records], then per ciphertext a u32 length and the bytes.
 
 Version 1 put batches in CKKS slots, where one batch, even of one record, could return the
-whole model; a version 1 message is refused with a 400 that says so. Each ciphertext is an
-uncompressed SEAL blob; the service checks it further. Parsing is strict: an unknown
+whole model; a version 1 message is refused with a 400 that says so. Each ciphertext is a
+SEAL blob: requests send them uncompressed (what the client makes), responses as SEAL saves
+them (zstd-compressed); both ends parse them strictly, decompressing with a cap equal to the
+exact size the served parameters imply. Parsing is strict: an unknown
 version or field, a duplicate key, bad base64 or trailing bytes is a 400 that says so, and a
 request that carries storage credentials is refused.
 

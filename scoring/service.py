@@ -200,15 +200,16 @@ class ScoringService:
         if request.model_hash is not None and request.model_hash != model_hash:
             raise ModelMismatch(f"request was made for model {request.model_hash}; this service now serves "
                                 f"{model_hash}")
-        if request.records is None:
-            chunks = self._ciphertexts(request, loaded)
-            bundle = self._bundle(key_id, source)
-            results = loaded.single.evaluate(chunks, loaded.pools.take(bundle))
-        else:
-            columns = self._columns(request, loaded)
-            bundle = self._bundle(key_id, source)
-            results = loaded.lanes.evaluate(columns, bundle.encryptor, request.records)
-        response = ScoreResponse(tuple(loaded.rt.save_canonical(r) for r in results), model_hash, request.records)
+        with loaded.pools.busy():
+            if request.records is None:
+                chunks = self._ciphertexts(request, loaded)
+                bundle = self._bundle(key_id, source)
+                results = loaded.single.evaluate(chunks, loaded.pools.take(bundle))
+            else:
+                columns = self._columns(request, loaded)
+                bundle = self._bundle(key_id, source)
+                results = loaded.lanes.evaluate(columns, bundle.encryptor, request.records)
+            response = ScoreResponse(tuple(loaded.rt.save(r) for r in results), model_hash, request.records)
         logger.info("scored %d record(s) for key %s in %.2f ms", response.disclosed, key_id[:12],
                     (time.perf_counter() - started) * 1e3)
         return response

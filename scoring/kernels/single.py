@@ -58,6 +58,7 @@ class CoefficientKernel:
                         for chunk in range(self.layout.n_chunks)]
         self.bias = [self._bias_integers(product) for product in range(self.layout.n_products)]
         self.masking = Masking(rt)
+        self._bias_plains: dict[int, seal.Plaintext] = {}
 
     def _weight_plain(self, chunk: int, product: int) -> seal.Plaintext:
         lay = self.layout
@@ -108,6 +109,8 @@ class CoefficientKernel:
         return results
 
     def _bias_plain(self, product: int) -> seal.Plaintext:
-        bias = np.zeros(self.rt.degree)
-        bias[self.layout.output_positions(product)] = self.bias[product] / self.output_scale
-        return self.rt.encode_coefficients(bias, self.output_scale)
+        if product not in self._bias_plains:
+            bias = np.zeros(self.rt.degree)
+            bias[self.layout.output_positions(product)] = self.bias[product] / self.output_scale
+            self._bias_plains[product] = self.rt.encode_coefficients(bias, self.output_scale)
+        return self._bias_plains[product]
