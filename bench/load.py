@@ -9,16 +9,16 @@ failures, requests per second and p50/p99 latency of the score call and of the w
     python -m bench.load [--processes 4] [--seconds 20] [--url URL] [--server-workers 1,2]
 
 Without ``--url`` it starts Azurite and serves the app itself on 127.0.0.1, as separate
-processes (the app as ``python -m devhost``; a threaded server in one Python process serves one
-TenSEAL call at a time, since TenSEAL holds the GIL). ``--server-workers 2`` runs two devhost
-processes on one port with SO_REUSEPORT, as Azure Functions runs FUNCTIONS_WORKER_PROCESS_COUNT
-workers. Prints a table and writes bench/load.json. All traffic stays on 127.0.0.1.
+processes: the app as one ``python -m devhost`` whose ``FUNCTIONS_WORKER_PROCESS_COUNT`` is the
+requested worker count (``--server-workers 1,2``: one run per count). devhost dispatches the
+invocations over its worker processes as the Functions host does (round-robin), and reports how
+many score requests each worker process served. Prints a table and writes bench/load.json. All
+traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -60,14 +60,18 @@ class Workload:
                 else "tutorial model on the MNIST test set")
 
 
+def _datasets():
+    try:
+        from client import datasets  # where demo.data moved
+    except ImportError:
+        from demo import data as datasets
+    return datasets
+
+
 def load_rows(workload: Workload) -> np.ndarray:
     if workload.rows == "digits":
-        from demo.data import load_digits_scaled
-
-        return load_digits_scaled()[0][1500:]  # the digits model is fitted on the first 1500 rows
-    from demo.data import load_mnist_test
-
-    return load_mnist_test(workload.mnist_dir)[0]
+        return _datasets().load_digits_scaled()[0][1500:]  # the digits model is fitted on the first 1500 rows
+    return _datasets().load_mnist_test(workload.mnist_dir)[0]
 
 
 def prepare_workload(kind: str, directory: Path) -> Workload:
@@ -76,8 +80,12 @@ def prepare_workload(kind: str, directory: Path) -> Workload:
     ``kind``: ``digits``, ``mnist`` (the tutorial model and MNIST from ../shared) or ``auto``
     (MNIST when ../shared holds it, as ``python -m bench`` does).
     """
-    from scoring.model import export_model, load_model
+    from scoring.model import export_model
 
+    try:
+        from scoring.loading import load_model
+    except ImportError:  # before scoring.loading existed
+        from scoring.model import load_model
     try:
         from scoring.estimators import from_estimator
     except ImportError:  # before scoring.estimators existed
@@ -89,9 +97,8 @@ def prepare_workload(kind: str, directory: Path) -> Workload:
     if kind == "mnist":
         path = export_model(load_model(pickle), directory / "sklearn_mnist_model.model.json")
         return Workload(str(path), "mnist", str(mnist))
-    from demo.data import train_digits_model
-
-    return Workload(str(export_model(from_estimator(train_digits_model()), directory / "digits.model.json")),
+    return Workload(str(export_model(from_estimator(_datasets().train_digits_model()),
+                                     directory / "digits.model.json")),
                     "digits")
 
 
@@ -117,120 +124,97 @@ def workload_for(url: str, model_path: str | None) -> Workload:
 
 
 # -- the app as separate processes ----------------------------------------------------------
-_REUSEPORT_BOOTSTRAP = (
-    "import sys, devhost.host as h; "
-    "h._Server.allow_reuse_port = True; "  # several processes bind one port; the kernel spreads connections
-    "raise SystemExit(h.main(sys.argv[1:]))"
-)
-
-
-try:
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):
-    _PRCTL = None
-
-
 def _parent_death_signal() -> None:
-    """In the child before exec (Linux): SIGTERM it when the thread that started it dies, so a
-    killed benchmark or test run leaves no server behind."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    """In a child (Linux): SIGTERM it when the thread that started it dies, so a killed
+    benchmark or test run leaves no process behind (devhost.processes does it for all tools)."""
+    from devhost.processes import set_parent_death_signal
+
+    set_parent_death_signal()
+
+
+WORKER_STATS_PREFIX = "devhost worker stats: "
 
 
 class ServerProcesses:
-    """The app served by ``workers`` ``python -m devhost`` processes on 127.0.0.1.
+    """The app served by one ``python -m devhost`` on 127.0.0.1 with ``workers`` worker processes.
 
-    One worker: ``python -m devhost --port 0`` (or ``launcher``). Several: ``devhost.host.main`` in each,
-    with ``SO_REUSEPORT`` set on its listening socket, all on one free port. ``env`` is added to
-    the environment (connection setting, container, model path). Each process runs in its own
-    session and is stopped with SIGTERM, then SIGKILL (also on failure; a context manager).
-    Output goes to a temporary file per process, read with :meth:`output`.
+    ``python -m devhost --port 0`` (or ``launcher``, which must take devhost's arguments), with
+    ``FUNCTIONS_WORKER_PROCESS_COUNT=workers`` added to the environment besides ``env``
+    (connection setting, container, model path). The host runs in its own session (devhost.processes):
+    it gets SIGTERM if this process dies, and is stopped with SIGTERM (it stops its workers),
+    then SIGKILL. Its output (workers' included) goes to a temporary file, read with :meth:`output`.
+    ``procs`` holds the one host process.
     """
 
     def __init__(self, env: dict[str, str], *, workers: int = 1, extra_args: tuple[str, ...] = (),
                  python: str = sys.executable, launcher: list[str] | None = None,
                  start_timeout: float = SERVER_START_TIMEOUT) -> None:
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "FUNCTIONS_WORKER_PROCESS_COUNT": str(workers)}
         self.workers = workers
         self.extra_args = extra_args
         self.python = python
-        self.launcher = launcher  # replaces ``python -m devhost`` (it must take devhost's arguments)
+        self.launcher = launcher
         self.start_timeout = start_timeout
         self.url: str | None = None
         self.procs: list[subprocess.Popen] = []
-        self._logs: list = []
+        self._log = None
 
-    def _command(self, port: int) -> list[str]:
-        args = ["--app-dir", str(ROOT), "--host", "127.0.0.1", "--port", str(port), *self.extra_args]
-        if self.launcher is not None:
-            return [*self.launcher, *args]
-        if self.workers == 1:
-            return [self.python, "-m", "devhost", *args]
-        return [self.python, "-c", _REUSEPORT_BOOTSTRAP, *args]
+    def _command(self) -> list[str]:
+        args = ["--app-dir", str(ROOT), "--host", "127.0.0.1", "--port", "0", *self.extra_args]
+        return [*(self.launcher or [self.python, "-m", "devhost"]), *args]
 
     def start(self) -> ServerProcesses:
-        from devhost.azurite import free_port
+        from devhost.processes import start_child
 
-        port = 0 if self.workers == 1 else free_port("127.0.0.1")
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         try:
-            for _ in range(self.workers):
-                log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-                self._logs.append(log)
-                self.procs.append(subprocess.Popen(
-                    self._command(port), cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_parent_death_signal))  # noqa: PLW1509 - one prctl call, no lock taken
-            urls = {self._wait_listening(i) for i in range(self.workers)}
-            if len(urls) != 1:
-                raise RuntimeError(f"devhost workers listen on different addresses: {sorted(urls)}")
-            self.url = urls.pop()
+            self.procs.append(start_child(self._command(), cwd=ROOT, env=self.env, stdout=self._log,
+                                          stderr=subprocess.STDOUT))
+            self.url = self._wait_listening()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_listening(self, index: int) -> str:
+    def _wait_listening(self) -> str:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            for line in self.output(index).splitlines():
+            for line in self.output().splitlines():
                 if line.startswith("devhost listening on "):
                     return line.split()[-1]
-            if self.procs[index].poll() is not None:
-                raise RuntimeError(f"devhost exited with code {self.procs[index].returncode}:\n"
-                                   f"{self.output(index)[-3000:]}")
+            if self.procs[0].poll() is not None:
+                raise RuntimeError(f"devhost exited with code {self.procs[0].returncode}:\n{self.output()[-3000:]}")
             time.sleep(0.1)
-        raise RuntimeError(f"devhost did not listen within {self.start_timeout:.0f}s:\n"
-                           f"{self.output(index)[-3000:]}")
+        raise RuntimeError(f"devhost did not listen within {self.start_timeout:.0f}s:\n{self.output()[-3000:]}")
 
     def output(self, index: int | None = None) -> str:
-        """What the process(es) printed so far (stdout and stderr, i.e. the whole log)."""
-        logs = self._logs if index is None else [self._logs[index]]
-        parts = []
-        for log in logs:
-            if log.closed:
-                continue
-            log.flush()
-            log.seek(0)
-            parts.append(log.read().decode("utf-8", "replace"))
-        return "".join(parts)
+        """What the host and its workers printed so far (stdout and stderr, the whole log)."""
+        if self._log is None or self._log.closed:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' pids, from the host's start-up log."""
+        return [int(line.split("(pid ")[1].split(",")[0]) for line in self.output().splitlines()
+                if "worker process" in line and "(pid " in line]
+
+    def worker_stats(self) -> list[dict]:
+        """The host's per-worker figures (invocations by function...), logged when it stopped."""
+        lines = [line for line in self.output().splitlines() if WORKER_STATS_PREFIX in line]
+        return json.loads(lines[-1].split(WORKER_STATS_PREFIX, 1)[1]) if lines else []
 
     def stop(self) -> None:
-        """SIGTERM every process group, then SIGKILL what is left. Idempotent; logs stay readable."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + SERVER_STOP_TIMEOUT
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
+        """SIGTERM the host (it stops its workers), SIGKILL if it hangs. Idempotent; logs stay readable."""
+        from devhost.processes import stop_children
+
+        stop_children(self.procs, SERVER_STOP_TIMEOUT, name="devhost")
 
     def close(self) -> None:
         self.stop()
-        for log in self._logs:
-            log.close()
+        if self._log is not None:
+            self._log.close()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -241,7 +225,8 @@ class ServerProcesses:
 
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
     """User + system CPU time of a process (Linux /proc; 0.0 elsewhere), with its direct
-    children's if ``children`` (Azurite's node process under ``python -m devhost.azurite``)."""
+    children's if ``children`` (devhost's worker processes; Azurite's node process under
+    ``python -m devhost.azurite``)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -252,13 +237,6 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
         return total
     except (OSError, ValueError, IndexError):
         return 0.0
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class AzuriteProcess:
@@ -279,16 +257,15 @@ class AzuriteProcess:
         return connection_string_for("127.0.0.1", self.port)
 
     def start(self) -> AzuriteProcess:
-        from devhost.azurite import ensure_installed, free_port
+        from devhost.azurite import ensure_installed
+        from devhost.processes import free_port, start_child
 
         ensure_installed(ROOT)
         self.port = free_port("127.0.0.1")
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
-        self.proc = subprocess.Popen(
+        self.proc = start_child(
             [self.python, "-m", "devhost.azurite", "--host", "127.0.0.1", "--port", str(self.port)], cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_parent_death_signal)  # noqa: PLW1509 - one prctl call, no lock taken
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.start_timeout
         try:
             while "Azurite blob endpoint:" not in self.output():
@@ -309,13 +286,9 @@ class AzuriteProcess:
 
     def stop(self) -> None:
         """SIGTERM (the child stops Azurite and removes its data), SIGKILL if it hangs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.proc, signal.SIGKILL)
-                self.proc.wait()
+        from devhost.processes import stop_child
+
+        stop_child(self.proc, timeout=20, name="devhost.azurite")
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -506,11 +479,11 @@ def summarize(outs: list[dict], processes: int, seconds: float, elapsed: float) 
 
 # -- command line ------------------------------------------------------------------------------
 def _warm_workers(url: str, workers: int) -> None:
-    """Load the model in every worker: fresh connections are spread over SO_REUSEPORT sockets."""
+    """Load the model in every worker process: devhost dispatches round-robin, as the host does."""
     import requests
 
-    for _ in range(8 * workers if workers > 1 else 1):
-        requests.get(f"{url}/api/model", timeout=60, headers={"Connection": "close"}).raise_for_status()
+    for _ in range(2 * workers):
+        requests.get(f"{url}/api/model", timeout=60).raise_for_status()
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -531,7 +504,7 @@ def print_table(runs: list[dict]) -> None:
         if "server_cpu_ms_per_request" in run:
             parts += [f"app {_fmt(run['server_cpu_ms_per_request'])}",
                       f"Azurite {_fmt(run['azurite_cpu_ms_per_request'])}",
-                      f"score requests per app process {run['score_requests_per_server_process']}"]
+                      f"score requests per worker process {run['score_requests_per_worker_process']}"]
         print(f"  {run['setup']}: " + ", ".join(parts))
 
 
@@ -544,7 +517,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workload", choices=("auto", "digits", "mnist"), default="auto",
                         help="without --url: the model and rows (auto: MNIST when ../shared has it)")
     parser.add_argument("--server-workers", default="1,2",
-                        help="without --url: devhost processes per run, comma-separated (default 1,2)")
+                        help="without --url: devhost worker processes (FUNCTIONS_WORKER_PROCESS_COUNT) "
+                             "per run, comma-separated (default 1,2)")
     parser.add_argument("--json-wire", action="store_true", help="send JSON instead of the binary form")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "load.json")
     args = parser.parse_args(argv)
@@ -587,21 +561,21 @@ def _run(args: argparse.Namespace) -> int:
                        "SCORING_MODEL_PATH": workload.model_path}
                 with ServerProcesses(env, workers=workers) as server:
                     _warm_workers(server.url, workers)
-                    cpu_before = ([cpu_seconds(p.pid) for p in server.procs],
-                                  cpu_seconds(azurite.proc.pid, children=True))
-                    print(f"{workers} devhost process(es) at {server.url}: {args.processes} client processes "
-                          f"for {args.seconds:g} s ...", flush=True)
+                    host_pid = server.procs[0].pid  # the front; its workers are its children
+                    cpu_before = (cpu_seconds(host_pid, children=True), cpu_seconds(azurite.proc.pid, children=True))
+                    print(f"devhost with {workers} worker process(es) at {server.url}: {args.processes} client "
+                          f"processes for {args.seconds:g} s ...", flush=True)
                     run = run_load(server.url, workload, processes=args.processes, seconds=args.seconds,
                                    binary=binary)
-                    server_cpu = sum(cpu_seconds(p.pid) for p in server.procs) - sum(cpu_before[0])
+                    server_cpu = cpu_seconds(host_pid, children=True) - cpu_before[0]
                     azurite_cpu = cpu_seconds(azurite.proc.pid, children=True) - cpu_before[1]
+                    server.stop()  # the host logs its per-worker figures as it stops
                     done = max(1, run["verified"])
                     run["server_cpu_ms_per_request"] = 1e3 * server_cpu / done  # includes the clients' setup
                     run["azurite_cpu_ms_per_request"] = 1e3 * azurite_cpu / done
-                    run["score_requests_per_server_process"] = [
-                        server.output(i).count("POST /api/score/") for i in range(workers)]
-                setup = ("1 devhost process" if workers == 1
-                         else f"{workers} devhost processes (SO_REUSEPORT)")
+                    run["score_requests_per_worker_process"] = [
+                        w["by_function"].get("score", 0) for w in server.worker_stats()]
+                setup = f"devhost, {workers} worker process{'es' if workers > 1 else ''}"
                 runs.append({"setup": setup, "server_processes": workers, **run})
     print_table(runs)
     for run in runs:

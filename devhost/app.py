@@ -1,70 +1,81 @@
-"""Load an Azure Functions Python v2 app and describe its HTTP functions from its own metadata.
+"""Front side: the app folder's settings, and HTTP functions described from worker metadata.
 
-Everything served comes from what the app declares through the ``azure.functions`` decorators
-(``app.get_functions()``, each function's trigger and bindings); nothing is restated by hand.
+As in the Functions host, the front never imports the app: a worker indexes it
+(devhost.indexing) and sends each function's raw binding JSON; the front reads routes,
+methods, auth levels and bindings from that (the host's FunctionMetadata), and resolves the
+``%SETTING%`` parts of binding properties once, at start.
 """
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import json
 import logging
 import os
-import sys
-import typing
-import weakref
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, Optional
+from typing import Any, Mapping, Optional
 
-import azure.functions as func
-from azure.functions.decorators.core import BindingDirection
-
-from .bindings import BlobBinding
+from .bindings import BlobBinding, UnresolvedSetting, resolve_settings
+from .indexing import parse_raw_binding
 from .routing import RouteTemplate
 
 log = logging.getLogger("devhost")
 
-# FunctionApp.get_functions() may be called only once per app object in azure-functions 1.26:
-# a second call fails its duplicate-name check. Cache the result per app.
-_FUNCTIONS: "weakref.WeakKeyDictionary[func.FunctionRegister, list]" = weakref.WeakKeyDictionary()
+DEFAULT_FUNCTION_TIMEOUT = 30 * 60.0  # ScriptJobHostOptionsSetup.cs DefaultFunctionTimeout (non-Consumption)
 
 
 class AppLoadError(RuntimeError):
-    """The app could not be loaded or declares something the worker would reject."""
+    """The app could not be loaded, or declares something the host or worker would reject."""
 
 
 @dataclass(frozen=True)
 class HttpFunction:
-    """One HTTP-triggered function, as declared by the app."""
+    """One HTTP-triggered function, as the host sees it from the worker's metadata."""
 
     name: str
     route: RouteTemplate  # full template, route prefix included
     methods: Optional[frozenset[str]]  # None: every method
-    auth_level: str
+    auth_level: str  # "anonymous", "function" or "admin"
     trigger_name: str
     response_name: str  # "$return" or the name of an http output parameter
     blobs: tuple[BlobBinding, ...]
     unsupported: tuple[str, ...]  # "type name" of bindings devhost cannot resolve
-    user_function: Callable[..., Any]
-    annotations: dict[str, Any]
-    wants_context: bool
 
 
 # -- app folder files ------------------------------------------------------------------------
-def read_route_prefix(app_dir: Path) -> str:
-    """``extensions.http.routePrefix`` from host.json (default ``api``)."""
+def read_host_json(app_dir: Path) -> dict[str, Any]:
     host_json = app_dir / "host.json"
     if not host_json.exists():
-        log.warning("%s not found; using route prefix 'api'", host_json)
-        return "api"
+        log.warning("%s not found; using the defaults (route prefix 'api')", host_json)
+        return {}
     try:
         config = json.loads(host_json.read_text(encoding="utf-8-sig"))
     except ValueError as exc:
         raise AppLoadError(f"{host_json} is not valid JSON: {exc}") from exc
-    prefix = config.get("extensions", {}).get("http", {}).get("routePrefix", "api")
+    return config if isinstance(config, dict) else {}
+
+
+def read_route_prefix(app_dir: Path) -> str:
+    """``extensions.http.routePrefix`` from host.json (default ``api``)."""
+    prefix = read_host_json(app_dir).get("extensions", {}).get("http", {}).get("routePrefix", "api")
     return str(prefix).strip("/")
+
+
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)$")
+
+
+def read_function_timeout(app_dir: Path) -> Optional[float]:
+    """host.json ``functionTimeout`` in seconds (``-1``: none); default 30 minutes."""
+    value = read_host_json(app_dir).get("functionTimeout")
+    if value is None:
+        return DEFAULT_FUNCTION_TIMEOUT
+    if str(value).strip() == "-1":
+        return None
+    match = _TIMESPAN.match(str(value).strip())
+    if not match:
+        raise AppLoadError(f"host.json functionTimeout {value!r} is not a timespan like 00:05:00")
+    days, hours, minutes, seconds = match.groups()
+    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(seconds)
 
 
 def apply_local_settings(app_dir: Path) -> list[str]:
@@ -93,142 +104,75 @@ def apply_local_settings(app_dir: Path) -> list[str]:
     return applied
 
 
-# -- module and app ------------------------------------------------------------------------
-def load_module(app_dir: Path, module_name: str = "function_app") -> ModuleType:
-    """Execute ``<app_dir>/<module_name>.py`` (or package) as module ``module_name``.
-
-    ``app_dir`` is put first on ``sys.path`` (as the worker does) so the app's own imports work.
-    If another module of that name is already loaded, it is restored afterwards.
-    """
-    location = app_dir / f"{module_name}.py"
-    if not location.exists():
-        location = app_dir / module_name / "__init__.py"
-    if not location.exists():
-        raise AppLoadError(f"no {module_name}.py in {app_dir}")
-    if str(app_dir) in sys.path:
-        sys.path.remove(str(app_dir))
-    sys.path.insert(0, str(app_dir))
-    spec = importlib.util.spec_from_file_location(module_name, location)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    previous = sys.modules.get(module_name)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    finally:
-        if previous is not None:
-            sys.modules[module_name] = previous
-    return module
-
-
-def find_app(module: ModuleType, attribute: Optional[str] = None) -> func.FunctionRegister:
-    """The app object: ``module.<attribute>``, else ``module.app``, else the only one."""
-    if attribute:
-        app = getattr(module, attribute, None)
-        if not isinstance(app, func.FunctionRegister):
-            raise AppLoadError(f"{module.__name__}.{attribute} is not a FunctionApp")
-        return app
-    if isinstance(getattr(module, "app", None), func.FunctionRegister):
-        return module.app
-    apps = [v for v in vars(module).values() if isinstance(v, func.FunctionRegister)]
-    if len(apps) != 1:
-        raise AppLoadError(f"expected one FunctionApp in {module.__name__}, found {len(apps)}")
-    return apps[0]
-
-
-def functions_of(app: func.FunctionRegister) -> list[func.Function]:
-    """``app.get_functions()``, called at most once per app object."""
-    if app not in _FUNCTIONS:
-        _FUNCTIONS[app] = app.get_functions()
-    return _FUNCTIONS[app]
-
-
 # -- function descriptions --------------------------------------------------------------------
-def _enum_value(value: Any) -> str:
-    return str(getattr(value, "value", value))
+def _lower(value: Any) -> str:
+    return str(value or "").lower()
 
 
-def _data_type(binding: Any) -> Optional[str]:
-    value = binding.get_dict_repr().get("dataType")
-    return None if value is None else str(getattr(value, "name", value)).upper()
+def describe(metadata: Mapping[str, Any], route_prefix: str, environ: Mapping[str, str]
+             ) -> Optional[HttpFunction]:
+    """The :class:`HttpFunction` of one indexed function, or None if it is not HTTP-triggered.
 
-
-def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(function)
-    except Exception:  # unresolvable forward references: use the raw annotations
-        return {name: p.annotation for name, p in inspect.signature(function).parameters.items()
-                if p.annotation is not inspect.Parameter.empty}
-
-
-def describe(function: func.Function, route_prefix: str) -> HttpFunction:
-    """Build the :class:`HttpFunction` of an HTTP-triggered function from its metadata."""
-    trigger = function.get_trigger()
-    name = function.get_function_name()
+    Raises :class:`UnresolvedSetting` (with the function named by the caller) when a
+    ``%SETTING%`` of a blob binding has no value.
+    """
+    name = metadata["name"]
+    bindings = [parse_raw_binding(raw) for raw in metadata["raw_bindings"]]
+    trigger = next((b for b in bindings if _lower(b.get("type")) == "httptrigger"), None)
+    if trigger is None:
+        return None
     response_name, blobs, unsupported = "$return", [], []
-    for binding in function.get_bindings():
+    for binding in bindings:
         if binding is trigger:
             continue
-        outgoing = binding.direction == BindingDirection.OUT.value
-        if binding.type == "http" and outgoing:
-            response_name = binding.name
-        elif binding.type == "blob" and binding.direction in (BindingDirection.IN.value,
-                                                              BindingDirection.OUT.value):
-            blobs.append(BlobBinding(name=binding.name, path=binding.path,
-                                     connection=binding.connection or "",
-                                     direction="out" if outgoing else "in",
-                                     data_type=_data_type(binding)))
+        kind, direction = _lower(binding.get("type")), _lower(binding.get("direction"))
+        if kind == "http" and direction == "out":
+            response_name = binding["name"]
+        elif kind == "blob" and direction in ("in", "out"):
+            properties = {k.lower(): v for k, v in (binding.get("properties") or {}).items()}
+            data_type = binding.get("datatype")
+            blobs.append(BlobBinding(
+                name=binding["name"],
+                path=resolve_settings(str(binding.get("path") or ""), environ),
+                connection=resolve_settings(str(binding.get("connection") or ""), environ),
+                direction=direction,
+                data_type=None if data_type in (None, "UNDEFINED") else str(data_type).upper(),
+                deferred=direction == "in" and bool(properties.get("supportsdeferredbinding"))))
         else:
-            unsupported.append(f"{binding.type} {binding.name}")
-    methods = getattr(trigger, "methods", None)
-    user_function = function.get_user_function()
-    _check_parameters(name, user_function, trigger.name, response_name, blobs, unsupported)
+            unsupported.append(f"{binding.get('type')} {binding.get('name')}")
+    methods = trigger.get("methods")
+    route = str(trigger.get("route") or name).strip("/")
     return HttpFunction(
         name=name,
-        route=RouteTemplate(f"{route_prefix}/{(trigger.route or name).strip('/')}"),
-        methods=frozenset(_enum_value(m).upper() for m in methods) if methods else None,
-        auth_level=_enum_value(getattr(trigger, "auth_level", None) or "function"),
-        trigger_name=trigger.name,
+        route=RouteTemplate(f"{route_prefix}/{route}" if route_prefix else route),
+        methods=frozenset(str(m).upper() for m in methods) if methods else None,
+        auth_level=_lower(trigger.get("authlevel") or "function"),
+        trigger_name=trigger["name"],
         response_name=response_name,
         blobs=tuple(blobs),
         unsupported=tuple(unsupported),
-        user_function=user_function,
-        annotations=_type_hints(user_function),
-        wants_context="context" in inspect.signature(user_function).parameters,
     )
 
 
-def _check_parameters(name: str, user_function: Callable[..., Any], trigger_name: str,
-                      response_name: str, blobs: list[BlobBinding], unsupported: list[str]) -> None:
-    """Reject mismatches between bindings and parameters, as the Python worker does."""
-    parameters = inspect.signature(user_function).parameters
-    declared = {trigger_name, *(b.name for b in blobs), *(u.split(" ", 1)[1] for u in unsupported)}
-    if response_name != "$return":
-        declared.add(response_name)
-    missing = sorted(declared - set(parameters))
-    extra = sorted(p for p, spec in parameters.items()
-                   if p not in declared and p != "context" and spec.default is inspect.Parameter.empty
-                   and spec.kind not in (spec.VAR_KEYWORD, spec.VAR_POSITIONAL))
-    if missing or extra:
-        raise AppLoadError(f"function {name}: bindings without a parameter {missing}, "
-                           f"parameters without a binding {extra}")
+def describe_all(metadata: list[Mapping[str, Any]], route_prefix: str,
+                 environ: Mapping[str, str]) -> list[HttpFunction]:
+    """Every HTTP function, in route precedence order; fails on unresolved settings.
 
-
-def load_http_functions(app_dir: Path, module_name: str = "function_app",
-                        attribute: Optional[str] = None) -> tuple[ModuleType, list[HttpFunction]]:
-    """Import the app and describe its HTTP functions (other triggers are skipped, logged)."""
-    module = load_module(app_dir, module_name)
-    app = find_app(module, attribute)
-    prefix = read_route_prefix(app_dir)
-    described = []
-    for function in functions_of(app):
-        trigger = function.get_trigger()
-        if trigger is None or trigger.type != "httpTrigger":
-            log.info("skipping %s: %s triggers are not served by devhost",
-                     function.get_function_name(), getattr(trigger, "type", "no"))
+    The host marks a function whose binding names an unset ``%SETTING%`` as in error at
+    start-up ("The 'name' function is in error: '%SETTING%' does not resolve to a value."); the
+    dev host refuses to start instead, naming every such function and setting.
+    """
+    functions, errors = [], []
+    for entry in metadata:
+        try:
+            function = describe(entry, route_prefix, environ)
+        except UnresolvedSetting as exc:
+            errors.append(f"The '{entry['name']}' function is in error: {exc}")
             continue
-        described.append(describe(function, prefix))
-    return module, described
+        if function is None:
+            log.info("skipping %s: only HTTP-triggered functions are served by devhost", entry["name"])
+        else:
+            functions.append(function)
+    if errors:
+        raise AppLoadError("; ".join(errors))
+    return sorted(functions, key=lambda f: f.route.precedence)

@@ -1,8 +1,9 @@
 """Manage a real, local Azurite blob service (pinned npm package) for development and tests.
 
 Azurite is installed on demand into ``<repo>/.tools/azurite`` and started as a child process in
-its own process group, listening on 127.0.0.1 only, with telemetry disabled (Azurite 3.35
-collects telemetry unless ``--disableTelemetry`` is given).
+its own session (devhost.processes: stopped with SIGTERM then SIGKILL, and sent SIGTERM if this
+process dies), listening on 127.0.0.1 only, with telemetry disabled (Azurite 3.35 collects
+telemetry unless ``--disableTelemetry`` is given).
 
 The account is Azurite's well-known development account ``devstoreaccount1``; its key is
 public and documented by Microsoft, it is not a secret. Connection strings are still never logged.
@@ -12,16 +13,16 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Optional
+
+from .processes import free_port, start_child, stop_child
 
 AZURITE_VERSION = "3.35.0"
 ACCOUNT_NAME = "devstoreaccount1"
@@ -70,13 +71,6 @@ def ensure_installed(root: Path | str | None = None) -> Path:
             raise RuntimeError(f"npm install azurite@{AZURITE_VERSION} failed "
                                f"(exit {proc.returncode}): {_tail(proc.stderr)}")
     return exe
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is currently free on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def connection_string_for(host: str, port: int) -> str:
@@ -142,8 +136,7 @@ class Azurite:
                "--location", str(self._location), "--skipApiVersionCheck", "--silent",
                "--loose", "--disableTelemetry"]
         self._log = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self._proc = start_child(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         try:
             self._wait_ready()
         except BaseException:
@@ -185,8 +178,7 @@ class Azurite:
 
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None:
-            _terminate_group(proc, self._stop_timeout)
+        stop_child(proc, self._stop_timeout, name="Azurite")
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -209,24 +201,6 @@ class Azurite:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-
-def _terminate_group(proc: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM the process group of ``proc``; SIGKILL it if it does not exit in ``timeout``."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=timeout)
-        return
-    except subprocess.TimeoutExpired:
-        log.warning("Azurite did not stop within %.0fs; killing it", timeout)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

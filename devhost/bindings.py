@@ -1,72 +1,84 @@
-"""Blob input/output bindings, resolved from the binding metadata an app declares.
+"""Front side of blob bindings: paths, connections and storage I/O, as the host does them.
 
-Path expressions: ``%NAME%`` is replaced by the environment variable ``NAME`` (app settings are
-environment variables in Azure Functions); ``{param}`` by the route parameter of that name
-(case-insensitive), ``{Query.x}`` by a query parameter, ``{rand-guid}`` and ``{DateTime}`` as in
-Azure. The first path segment is the container, the rest is the blob name.
+The host (not the worker) reads blob input bindings and writes blob output bindings for
+out-of-process languages; SDK-type bindings are the exception: the host sends only "model
+binding data" and the worker builds the client (devhost.worker).
 
-Connections: the binding's ``connection`` names a setting. ``NAME`` (then ``AzureWebJobsNAME``;
-an empty name means ``AzureWebJobsStorage``) may hold a connection string or
-``UseDevelopmentStorage=true`` (Azurite on 127.0.0.1:10000). Otherwise ``NAME__blobServiceUri``,
-``NAME__serviceUri`` or ``NAME__accountName`` select a service URI used with
-``DefaultAzureCredential`` when azure-identity is installed.
+Paths: ``%NAME%`` parts are app settings, resolved once when the host starts
+(:func:`resolve_settings`; an unset one fails the start, as the WebJobs SDK's
+NameResolverExtensions.ResolveWholeString fails the function's indexing). ``{name}`` parts are
+route parameters (case-insensitive), ``{Query.x}`` query parameters, ``{rand-guid}`` and
+``{DateTime}`` as in Azure, expanded per request. The first path segment is the container.
+
+Connections (:func:`resolve_connection`), by the rules of the storage blob extension
+(Microsoft.Azure.WebJobs.Extensions.Storage.Blobs; docs: includes/functions-storage-blob-connections.md):
+
+* the binding's ``connection`` names a configuration section, looked up as ``AzureWebJobs<NAME>``
+  first, then ``<NAME>`` (WebJobsConfigurationExtensions.GetWebJobsConnectionStringSection); an
+  empty name means ``AzureWebJobsStorage``; names are case-insensitive, ``__`` separates levels;
+* a section with a value is a connection string, given as is to
+  ``BlobServiceClient.from_connection_string`` (which understands ``UseDevelopmentStorage=true``);
+* otherwise it is identity-based: ``<NAME>__blobServiceUri`` (wins, the multi-service form) or
+  ``<NAME>__serviceUri``; ``__accountName`` only for ``AzureWebJobsStorage`` (host storage);
+  ``<NAME>__credential=managedidentity`` (+ ``<NAME>__clientId`` for a user-assigned identity)
+  selects ``ManagedIdentityCredential``, else the developer's identity (``DefaultAzureCredential``,
+  as the host uses locally).
 """
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import threading
-import types
-import typing
 import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-import azure.functions as func
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.functions.blob import InputStream
-from azure.storage.blob import BlobServiceClient, LinearRetry
+from .redact import redact  # noqa: F401 - re-exported for callers of the former module
 
-from .azurite import connection_string_for
-
-_SETTING = re.compile(r"%([^%/{}]+)%")
+_SETTING = re.compile(r"%([^%]+)%")
 _EXPRESSION = re.compile(r"\{([^{}]+)\}")
-_SECRET = re.compile(r"(?i)\b(sig|accountkey|sharedaccesssignature|code|x-functions-key)=[^&;\s'\"]+")
 
 
 class BindingError(Exception):
     """A binding could not be resolved or flushed; the host answers 500 and logs the reason."""
 
 
-def redact(text: str) -> str:
-    """Mask account keys, SAS signatures and function keys that may appear in ``text``."""
-    return _SECRET.sub(lambda m: f"{m.group(1)}=REDACTED", text)
+class UnresolvedSetting(Exception):
+    """A ``%NAME%`` of a binding has no app setting (NameResolverExtensions.cs)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"'%{name}%' does not resolve to a value.")
+        self.name = name
 
 
 @dataclass(frozen=True)
 class BlobBinding:
-    """The metadata of one declared blob binding."""
+    """One declared blob binding, with its ``%SETTING%`` parts resolved at start."""
 
     name: str
     path: str
     connection: str
     direction: str  # "in" or "out"
     data_type: Optional[str] = None  # "STRING", "BINARY", "STREAM" or None
+    deferred: bool = False  # SupportsDeferredBinding: the worker builds an SDK client
 
 
 # -- path expressions -------------------------------------------------------------------------
-def expand_path(template: str, route_params: Mapping[str, str],
-                query: Mapping[str, str] | None = None) -> str:
-    """Expand ``%SETTING%`` parts, then ``{expression}`` parts, of a binding path."""
+def resolve_settings(text: str, environ: Mapping[str, str]) -> str:
+    """Replace every ``%NAME%`` of ``text`` by its app setting; :class:`UnresolvedSetting` if unset."""
     def setting(match: re.Match) -> str:
-        value = os.environ.get(match.group(1))
+        value = environ.get(match.group(1))
         if value is None:
-            raise BindingError(f"app setting {match.group(1)!r} used in binding path "
-                               f"{template!r} is not set")
+            raise UnresolvedSetting(match.group(1))
         return value
 
+    return _SETTING.sub(setting, text)
+
+
+def expand_path(template: str, route_params: Mapping[str, str],
+                query: Mapping[str, str] | None = None) -> str:
+    """Expand the ``{expression}`` parts of a binding path (settings are already resolved)."""
     params = {k.lower(): v for k, v in route_params.items()}
     queries = {k.lower(): v for k, v in (query or {}).items()}
 
@@ -83,7 +95,7 @@ def expand_path(template: str, route_params: Mapping[str, str],
         raise BindingError(f"binding expression {{{match.group(1)}}} in path {template!r} "
                            "has no value for this request")
 
-    return _EXPRESSION.sub(expression, _SETTING.sub(setting, template))
+    return _EXPRESSION.sub(expression, template)
 
 
 def split_blob_path(path: str) -> tuple[str, str]:
@@ -94,141 +106,92 @@ def split_blob_path(path: str) -> tuple[str, str]:
     return container, blob
 
 
-# -- values passed to and taken from the function ---------------------------------------------
-class Out(func.Out):
-    """The object given for an output binding parameter (``func.Out[...]``)."""
+# -- connections ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the blob service of a binding's ``connection`` (never logged whole)."""
 
-    def __init__(self) -> None:
-        self._value: Any = None
-        self.is_set = False
-
-    def set(self, val: Any) -> None:
-        self._value = val
-        self.is_set = True
-
-    def get(self) -> Any:
-        return self._value
+    section: str  # the setting (or prefix) that matched, e.g. "AzureWebJobsStorage"
+    connection_string: Optional[str] = None
+    service_uri: Optional[str] = None
+    managed_identity: bool = False
+    client_id: Optional[str] = None
 
 
-def _unwrap_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation
-
-
-def input_value(data: Optional[bytes], annotation: Any, data_type: Optional[str]) -> Any:
-    """Shape downloaded blob bytes the way the parameter annotation (or dataType) asks for."""
-    if data is None:
-        return None
-    target = _unwrap_optional(annotation)
-    as_text = target is str or (not isinstance(target, type) and data_type == "STRING")
-    if as_text:
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BindingError("blob is not valid UTF-8 text but the parameter expects str") from exc
-    if target in (bytes, bytearray) or (not isinstance(target, type) and data_type == "BINARY"):
-        return bytes(data)
-    return InputStream(data=data)
-
-
-def sdk_type_value(annotation: Any, connection: str, path: str) -> tuple[bool, Any]:
-    """Build an SDK-type binding value (e.g. a BlobClient) as the Python worker does.
-
-    With ``azurefunctions-extensions-bindings-blob``, a parameter annotated with one of its
-    types gets a client built by the extension's own converter from "model binding data"
-    (connection setting name, container, blob); the host itself reads nothing. Returns
-    ``(False, None)`` when the annotation is not an SDK type.
-    """
-    try:
-        from azurefunctions.extensions.base import meta
-    except ImportError:
-        return False, None
-    registry = meta.get_binding_registry()
-    target = _unwrap_optional(annotation)
-    converter = registry.get("blob") if registry is not None else None
-    if converter is None or not registry.check_supported_type(target):
-        return False, None
-    container, blob = split_blob_path(path)
-    content = json.dumps({"Connection": connection, "ContainerName": container, "BlobName": blob})
-    binding_data = types.SimpleNamespace(version="1.0", source="AzureStorageBlobs",
-                                         content_type="application/json", content=content)
-    try:
-        value = converter.decode(meta.Datum(value=binding_data, type="model_binding_data"),
-                                 trigger_metadata=None, pytype=target)
-    except ValueError as exc:
-        raise BindingError(f"cannot build {target.__name__} for {connection}") from exc
-    return True, value
-
-
-def output_bytes(value: Any) -> bytes:
-    """Encode a value set on a blob output binding (str, bytes or a readable object)."""
-    if callable(getattr(value, "read", None)):
-        value = value.read()
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(f"a blob output binding cannot store a {type(value).__name__}; "
-                    "set str, bytes or a readable object")
+def resolve_connection(connection: str, environ: Mapping[str, str]) -> Connection:
+    """The connection a blob binding uses, by the extension's rules (see the module doc)."""
+    name = connection or "Storage"  # ConnectionStringNames.Storage
+    lowered = {key.lower(): value for key, value in environ.items()}
+    for section in (f"AzureWebJobs{name}", name):
+        value = lowered.get(section.lower())
+        prefix = section.lower() + "__"
+        children = {key[len(prefix):]: v for key, v in lowered.items() if key.startswith(prefix)}
+        if value is not None or children:
+            break
+    else:
+        raise BindingError(f"Storage account connection string 'AzureWebJobs{name}' does not exist. "
+                           "Make sure that it is a defined App Setting.")
+    if value is not None:
+        return Connection(section=section, connection_string=value)
+    uri = children.get("blobserviceuri") or children.get("serviceuri")
+    if not uri and section.lower() == "azurewebjobsstorage" and children.get("accountname"):
+        uri = f"https://{children['accountname']}.blob.core.windows.net"
+    if not uri:
+        raise BindingError(f"connection {section!r} has neither a connection string nor "
+                           f"{section}__blobServiceUri / {section}__serviceUri")
+    managed = (children.get("credential") or "").lower() == "managedidentity"
+    return Connection(section=section, service_uri=uri, managed_identity=managed,
+                      client_id=children.get("clientid") if managed else None)
 
 
 # -- storage -----------------------------------------------------------------------------------
 class BlobStore:
-    """Blob service clients per connection setting (cached), with fail-fast retries."""
+    """Blob service clients per connection (cached), with fail-fast retries (a dev host)."""
 
-    def __init__(self, *, retry_total: int = 2, retry_backoff: float = 0.3,
+    def __init__(self, environ: Mapping[str, str], *, retry_total: int = 2, retry_backoff: float = 0.3,
                  connection_timeout: float = 5.0, read_timeout: float = 60.0) -> None:
+        self._environ = dict(environ)
         self._options = {"connection_timeout": connection_timeout, "read_timeout": read_timeout}
         self._retry = (retry_total, retry_backoff)
-        self._clients: dict[tuple[str, str], BlobServiceClient] = {}
+        self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def _client_options(self) -> dict[str, Any]:
+        from azure.storage.blob import LinearRetry
+
         total, backoff = self._retry
         retry = LinearRetry(backoff=backoff, retry_total=total, random_jitter_range=backoff / 2)
         return {**self._options, "retry_policy": retry}
 
-    def client(self, connection: str) -> BlobServiceClient:
-        name, value = self._resolve_setting(connection)
+    def client(self, connection: str) -> Any:
         with self._lock:
-            if (name, value) not in self._clients:
-                self._clients[(name, value)] = self._create(name, value)
-            return self._clients[(name, value)]
+            if connection not in self._clients:
+                self._clients[connection] = self._create(resolve_connection(connection, self._environ))
+            return self._clients[connection]
 
-    @staticmethod
-    def _resolve_setting(connection: str) -> tuple[str, str]:
-        names = [connection, f"AzureWebJobs{connection}"] if connection else ["AzureWebJobsStorage"]
-        for name in names:
-            if os.environ.get(name):
-                return name, os.environ[name]
-        base = names[0]
-        for suffix in ("__blobServiceUri", "__serviceUri"):
-            if os.environ.get(base + suffix):
-                return base + suffix, os.environ[base + suffix]
-        if os.environ.get(base + "__accountName"):
-            return base + "__accountName", f"https://{os.environ[base + '__accountName']}.blob.core.windows.net"
-        raise BindingError(f"connection setting {base!r} of a blob binding is not set (nor "
-                           f"{base}__blobServiceUri / {base}__serviceUri / {base}__accountName)")
+    def _create(self, connection: Connection) -> Any:
+        from azure.storage.blob import BlobServiceClient
 
-    def _create(self, name: str, value: str) -> BlobServiceClient:
-        if "__" in name:
+        if connection.connection_string is not None:
             try:
-                from azure.identity import DefaultAzureCredential
-            except ImportError as exc:
-                raise BindingError(f"setting {name!r} needs azure-identity, which is not installed") from exc
-            return BlobServiceClient(value, credential=DefaultAzureCredential(), **self._client_options())
-        if value.strip().rstrip(";").replace(" ", "").lower() == "usedevelopmentstorage=true":
-            value = connection_string_for("127.0.0.1", 10000)
+                return BlobServiceClient.from_connection_string(connection.connection_string,
+                                                                **self._client_options())
+            except ValueError:
+                raise BindingError(f"setting {connection.section!r} does not hold a valid storage "
+                                   "connection string") from None
         try:
-            return BlobServiceClient.from_connection_string(value, **self._client_options())
-        except ValueError:
-            raise BindingError(f"setting {name!r} does not hold a valid storage connection string") from None
+            from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+        except ImportError as exc:
+            raise BindingError(f"connection {connection.section!r} is identity-based and needs "
+                               "azure-identity, which is not installed") from exc
+        credential = (ManagedIdentityCredential(client_id=connection.client_id) if connection.managed_identity
+                      else DefaultAzureCredential())
+        return BlobServiceClient(connection.service_uri, credential=credential, **self._client_options())
 
     def download(self, connection: str, path: str) -> Optional[bytes]:
         """The blob's bytes, or ``None`` if the blob (or its container) does not exist."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         container, blob = split_blob_path(path)
         try:
             return self.client(connection).get_blob_client(container, blob).download_blob().readall()
@@ -241,6 +204,8 @@ class BlobStore:
 
     def upload(self, connection: str, path: str, data: bytes) -> None:
         """Write ``data`` to the blob (overwrite), creating the container if it is absent."""
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
         container, blob = split_blob_path(path)
         try:
             service = self.client(connection)
@@ -256,3 +221,8 @@ class BlobStore:
             raise
         except Exception as exc:
             raise BindingError(f"writing blob {path!r} failed: {type(exc).__name__}") from exc
+
+
+def environ_snapshot() -> dict[str, str]:
+    """The app settings the host and its workers see: the environment at start."""
+    return dict(os.environ)

@@ -1,6 +1,7 @@
 """Load: several client processes score at once against the app served by ``python -m devhost``
-(its own process, on a free port of 127.0.0.1) with Azurite, for a bounded time. Every response
-must decrypt to the plaintext scores; none may fail; no process may be left behind."""
+(its own process, on a free port of 127.0.0.1, with two worker processes) with Azurite, for a
+bounded time. Every response must decrypt to the plaintext scores; none may fail; the host must
+spread the work over both workers; no process may be left behind."""
 
 from __future__ import annotations
 
@@ -32,16 +33,18 @@ def server_env(azurite, model_path, container: str) -> dict[str, str]:
 
 
 def test_concurrent_client_processes_all_verified(azurite, digits_model_path):
-    server = ServerProcesses(server_env(azurite, digits_model_path, "loadkeys"))
+    server = ServerProcesses(server_env(azurite, digits_model_path, "loadkeys"), workers=2)
     started = time.monotonic()
     try:
         server.start()
+        workers = server.worker_pids()
         result = run_load(server.url, Workload(str(digits_model_path), "digits"), processes=CLIENTS,
                           seconds=SECONDS, setup_timeout=60)
     finally:
         server.stop()
     elapsed = time.monotonic() - started
     log = server.output()
+    stats = server.worker_stats()
     server.close()
 
     assert not result["setup_errors"], result["setup_errors"]
@@ -57,9 +60,14 @@ def test_concurrent_client_processes_all_verified(azurite, digits_model_path):
     # the server saw them: one access line per score request (warm-ups included), no traceback
     assert log.count("POST /api/score/") >= result["requests"]
     assert "Traceback" not in log
+    # one host, two worker processes: the score requests were spread over both (round-robin)
+    score = [w["by_function"].get("score", 0) for w in stats]
+    assert [w["pid"] for w in stats] == workers and len(workers) == 2
+    assert sum(score) >= result["requests"] and min(score) >= sum(score) // 3, score
     assert all(proc.returncode is not None for proc in server.procs)
     assert not any(alive(p["pid"]) for p in result["per_process"])
     assert not any(alive(proc.pid) for proc in server.procs)
+    assert not any(alive(pid) for pid in workers)
     assert not mp.active_children()
 
 
@@ -69,9 +77,11 @@ def test_a_failed_run_leaves_no_process_behind(azurite, digits_model_path):
     try:
         server.start()
         url = server.url
+        workers = server.worker_pids()
     finally:
         server.close()  # the app is gone before the clients start
     assert not any(alive(proc.pid) for proc in server.procs)
+    assert workers and not any(alive(pid) for pid in workers)
 
     result = run_load(url, Workload(str(digits_model_path), "digits"), processes=2, seconds=2,
                       setup_timeout=60)
