@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import statistics
 import sys
 import time
@@ -27,15 +26,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-
-
-def port_or_free(preferred: int) -> int:
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", preferred)) != 0:
-            return preferred
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def prepare_model() -> tuple[Path, str]:
@@ -74,6 +64,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from client import ScoringClient
     from devhost import Azurite, LocalFunctionsHost, ensure_installed
+    from devhost.processes import port_or_free
     from scoring.model import read_artifact
 
     count = int(os.environ.get("DEMO_RECORDS", "20"))

@@ -20,6 +20,7 @@ def main() -> int:
     print(f"serving {label} from {model_path.relative_to(ROOT)}", flush=True)
     os.environ["SCORING_MODEL_PATH"] = str(model_path)
     os.environ.setdefault("SCORING_KEYS_CONTAINER", "hekeys")
+    os.environ.setdefault("SCORING_STORAGE", "UseDevelopmentStorage=true")  # --azurite points it at its Azurite
     return devhost_main(["--app-dir", str(ROOT), "--azurite",
                          "--port", os.environ.get("SERVE_PORT", "7071"),
                          "--azurite-port", os.environ.get("AZURITE_PORT", "10000")])

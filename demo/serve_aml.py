@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from .__main__ import MODELS, ROOT, port_or_free, prepare_model
+from .__main__ import MODELS, ROOT, prepare_model
 
 LOOPBACK = "127.0.0.1"
 ENTRY_SCRIPT = ROOT / "score.py"
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 def start_azurite():
     """Start Azurite for key bundles and point ``SCORING_STORAGE`` at it."""
     from devhost import Azurite, ensure_installed
+    from devhost.processes import port_or_free
 
     ensure_installed(ROOT)
     azurite = Azurite(port=port_or_free(int(os.environ.get("AZURITE_PORT", "10000")))).start()

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from conftest import ROOT
 
 from client import ScoringClient
 from client.keys import SecretKeys
+from devhost.processes import free_port, start_child, stop_child
 from keystore.blobs import upload_bundle
 from scoring import protocol
 from scoring.ckks import runtime
@@ -46,12 +46,6 @@ START_TIMEOUT = 60.0
 # -- the server ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class AmlServer:
     """``python -m demo.serve_aml --model-dir DIR`` on a free port; ``stop()`` ends its process group."""
 
@@ -63,9 +57,9 @@ class AmlServer:
         self.url = f"http://127.0.0.1:{self.port}/score"
         self.log_path = log_path
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
+            self.process = start_child(
                 [sys.executable, "-m", "demo.serve_aml", "--model-dir", str(model_dir), "--port", str(self.port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -82,13 +76,7 @@ class AmlServer:
         raise AssertionError(f"azmlinfsrv did not start:\n{self.log()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_child(self.process, timeout=15, name="azmlinfsrv")
 
 
 @pytest.fixture(scope="module")

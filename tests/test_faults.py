@@ -1,4 +1,16 @@
-"""Faults: storage going away under the running app, and bundles deleted while cached."""
+"""Faults: storage going away under the running app, and bundles deleted or replaced behind it.
+
+A key id is the SHA-256 of the bundle, so a parsed bundle in the cache is never stale: the
+app asks storage nothing for it until ``SCORING_KEY_REVALIDATE_SECONDS`` have passed, then
+whether it still exists. What that means, tested here over HTTP:
+
+* a storage outage does not stop callers whose bundles are cached; any request that needs
+  storage gets a 503 with ``Retry-After`` within seconds, and all recover when storage returns;
+* a bundle deleted through the app is refused (404) at once by the instance that deleted it,
+  and by every instance within the bound when deleted by any other means;
+* a blob replaced under the same name cannot be used: an instance that had not cached the
+  bundle reads it, finds it does not hash to its name, and refuses it (422).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +23,6 @@ from azure.storage.blob import BlobServiceClient
 
 from client import ScoringClient, ServiceError
 from conftest import running_app
-from scoring import protocol
 
 
 @pytest.fixture()
@@ -23,67 +34,76 @@ def own_azurite(tmp_path):
         yield service
 
 
-def test_storage_outage_is_503_with_retry_after_and_recovers(own_azurite, digits_model_path, digits,
-                                                             digits_estimator):
+def container(azurite, name: str):
+    return BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(name)
+
+
+def test_storage_outage_is_503_with_retry_after_for_what_needs_storage_and_recovers(
+        own_azurite, digits_model_path, digits, digits_estimator):
     X, _ = digits
     with running_app(own_azurite, digits_model_path) as host:
-        client = ScoringClient(host.url, retries=0)
-        record = client.encrypt(X[1500])
+        cached = ScoringClient(host.url, retries=0)
+        record = cached.encrypt(X[1500])
         expected = digits_estimator.decision_function(X[1500:1501])[0]
-        np.testing.assert_allclose(client.decrypt(client.score(record)), expected, atol=1e-5)
+        np.testing.assert_allclose(cached.decrypt(cached.score(record)), expected, atol=1e-5)
+        uncached = ScoringClient(host.url, retries=0)
+        uncached.upload_keys()  # stored, never scored: not in the cache
 
         own_azurite.stop()
+        np.testing.assert_allclose(cached.decrypt(cached.score(record)), expected, atol=1e-5)  # no storage needed
         started = time.perf_counter()
         with pytest.raises(ServiceError) as caught:
-            client.score(record)
+            uncached.score(uncached.encrypt(X[1500]))
         elapsed = time.perf_counter() - started
         assert caught.value.status == 503 and caught.value.code == "unavailable"
         assert caught.value.response.headers["Retry-After"] == "5"
         assert "blob storage is unreachable" in caught.value.message
         assert elapsed < 15, f"the outage took {elapsed:.1f} s to report"
-        delete = requests.delete(f"{host.url}/api/keys/{client.keys.key_id}", timeout=30)
-        assert delete.status_code == 503 and delete.headers["Retry-After"] == "5"
+        for response in (requests.delete(f"{host.url}/api/keys/{cached.keys.key_id}", timeout=30),
+                         requests.post(f"{host.url}/api/keys/{cached.keys.key_id}/challenge", timeout=30)):
+            assert response.status_code == 503 and response.headers["Retry-After"] == "5"
 
-        own_azurite.start()  # same port, same folder: the bundle is still there
-        np.testing.assert_allclose(client.decrypt(client.score(record)), expected, atol=1e-5)
+        own_azurite.start()  # same port, same folder: the bundles are still there
+        np.testing.assert_allclose(uncached.decrypt(uncached.score(uncached.encrypt(X[1500]))), expected,
+                                   atol=1e-5)
+        assert cached.delete_keys() and uncached.delete_keys()
 
 
-def test_bundle_deleted_while_cached_is_refused_on_the_next_request(azurite, digits_model_path, digits):
-    """Defined behaviour: every score checks the stored bundle's ETag (one metadata request),
-    so a bundle deleted from storage by any means is refused with 404 at once, on every
-    instance, although the parsed bundle was cached; the cache entry is dropped."""
-    import hosts.functions
-
-    X, _ = digits
+def test_a_bundle_deleted_through_the_app_is_refused_at_once(azurite, digits_model_path, digits):
     with running_app(azurite, digits_model_path, container="deletedkeys") as host:
-        client = ScoringClient(host.url, retries=0)
-        record = client.encrypt(X[1500])
-        client.score(record)
-        assert hosts.functions.service().bundles.contains(client.keys.key_id)
-        BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
-            "deletedkeys").delete_blob(client.keys.key_id)
-        response = requests.post(f"{host.url}/api/score/{client.keys.key_id}", data=b"{}",
-                                 headers={"content-type": "application/json"}, timeout=30)
-        assert response.status_code == 400  # malformed body is refused before any storage read
-        body, content_type = protocol.encode(protocol.ScoreMessage(record.ciphertexts, record.model_hash),
-                                             binary=True, response=False)
-        response = requests.post(f"{host.url}/api/score/{client.keys.key_id}", data=body,
-                                 headers={"content-type": content_type}, timeout=30)
-        assert response.status_code == 404 and response.json()["error"] == "keys_not_found"
-        assert not hosts.functions.service().bundles.contains(client.keys.key_id)
-
-
-def test_replaced_bundle_is_read_again(azurite, digits_model_path, digits):
-    """A blob overwritten under the same name (only possible outside the service) gets a new
-    ETag; the service reads it again and, as it no longer hashes to its name, refuses it."""
-    X, _ = digits
-    with running_app(azurite, digits_model_path, container="replacedkeys") as host:
-        client = ScoringClient(host.url, retries=0)
-        record = client.encrypt(X[1500])
-        client.score(record)
-        other = ScoringClient(host.url)
-        BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
-            "replacedkeys").upload_blob(client.keys.key_id, other.keys.public_bundle(), overwrite=True)
+        client = ScoringClient(host.url, retries=0, upload=False)
+        client.upload_keys()
+        record = client.encrypt(digits[0][1500])
+        client.score(record)  # cached now
+        assert client.delete_keys() is True
         with pytest.raises(ServiceError) as caught:
             client.score(record)
+        assert caught.value.status == 404 and caught.value.code == "keys_not_found"
+
+
+def test_a_bundle_deleted_behind_the_app_is_refused_within_the_bound(azurite, digits_model_path, digits):
+    with running_app(azurite, digits_model_path, container="behindkeys",
+                     SCORING_KEY_REVALIDATE_SECONDS="1") as host:
+        client = ScoringClient(host.url, retries=0, upload=False)
+        client.upload_keys()
+        record = client.encrypt(digits[0][1500])
+        client.score(record)
+        container(azurite, "behindkeys").delete_blob(client.keys.key_id)  # the portal, another instance
+        client.score(record)  # within the bound: still the cached bundle
+        time.sleep(1.2)
+        with pytest.raises(ServiceError) as caught:
+            client.score(record)
+        assert caught.value.status == 404
+
+
+def test_a_replaced_bundle_is_refused_where_it_is_read(azurite, digits_model_path, digits):
+    """Only possible outside the service: the blob under a key id overwritten with other bytes."""
+    with running_app(azurite, digits_model_path, container="replacedkeys") as host:
+        victim = ScoringClient(host.url, retries=0, upload=False)
+        victim.upload_keys()
+        other = ScoringClient(host.url)
+        container(azurite, "replacedkeys").upload_blob(victim.keys.key_id, other.keys.public_bundle(),
+                                                       overwrite=True)
+        with pytest.raises(ServiceError) as caught:
+            victim.score(victim.encrypt(digits[0][1500]))
         assert caught.value.status == 422 and "does not hash to its key id" in caught.value.message

@@ -13,9 +13,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from client import ScoringClient, ServiceError
-from client.keys import SecretKeys
+from scoring import protocol
 from scoring.ckks import runtime
 from scoring.keys import PREAMBLE, SECTION, key_id_of
+from scoring.protocol import ScoreRequest, WireForm
 
 
 @pytest.fixture()
@@ -95,9 +96,8 @@ def test_malformed_json_is_400_with_a_json_error(http_app, keys):
 
 def test_unknown_key_id_is_404(http_app, client, digits):
     record = client.encrypt(digits[0][1500])
-    from scoring import protocol
-    body, content_type = protocol.encode(protocol.ScoreMessage(record.ciphertexts, record.model_hash), binary=True,
-                                         response=False)
+    body = protocol.encode_request(ScoreRequest(record.ciphertexts, record.model_hash), WireForm.BINARY)
+    content_type = protocol.BINARY_TYPE
     unknown = "0f" * 32
     response = post(http_app, f"score/{unknown}", body, content_type)
     assert response.status_code == 404
@@ -125,16 +125,16 @@ def test_bundle_holding_a_secret_key_is_422_and_not_stored(http_app, azurite, ke
 def test_ciphertext_for_other_parameters_is_422(http_app, client, digits):
     import tenseal.sealapi as seal
 
-    from scoring import protocol
-    from scoring.ckks import CkksParameters
+    from scoring.ckks import SealRuntime
+    from scoring.parameters import CkksParameters
 
     client.upload_keys()
-    other = SecretKeys.generate(CkksParameters(4096, (seal.CoeffModulus.Create(4096, [60])[0].value(),)))
+    rt = SealRuntime(CkksParameters(4096, (seal.CoeffModulus.Create(4096, [60])[0].value(),)))
     info = client.describe_model()
-    foreign = other.encrypt_coefficients(digits[0][1500], info.encoding.input_scale)
-    body, content_type = protocol.encode(protocol.ScoreMessage((foreign,), info.model_hash), binary=True,
-                                         response=False)
-    response = post(http_app, f"score/{client.keys.key_id}", body, content_type)
+    foreign = rt.save_canonical(seal.Encryptor(rt.context, seal.KeyGenerator(rt.context).secret_key())
+                                .encrypt_symmetric(rt.encode_coefficients(digits[0][1500], info.encryption.input_scale)))
+    body = protocol.encode_request(ScoreRequest((foreign,), info.model_hash), WireForm.BINARY)
+    response = post(http_app, f"score/{client.keys.key_id}", body, protocol.BINARY_TYPE)
     assert response.status_code == 422
     assert response.json() == {"error": "ciphertext_rejected", "message":
                                "ciphertext 0: 32946 bytes of fields do not match the served parameters"}
@@ -143,7 +143,7 @@ def test_ciphertext_for_other_parameters_is_422(http_app, client, digits):
 def test_client_raises_service_errors_with_status_and_code(http_app):
     client = ScoringClient(http_app.url)
     with pytest.raises(ServiceError) as caught:
-        client._request("POST", "score/zz", data=b"{}")
+        client.transport.request("POST", f"{client.transport.url}/score/zz", data=b"{}")
     assert caught.value.status == 400 and caught.value.code == "bad_request"
 
 
@@ -154,17 +154,19 @@ def test_client_refuses_records_the_model_cannot_take(client):
         client.encrypt(np.full(64, 16.0))
 
 
-def test_method_not_allowed_and_unknown_route(http_app):
-    assert requests.get(f"{http_app.url}/api/score/{'a' * 64}", timeout=10).status_code == 405
-    assert requests.get(f"{http_app.url}/api/nothing", timeout=10).status_code == 404
+def test_a_wrong_method_and_an_unknown_route_are_404_as_on_azure(http_app):
+    for response in (requests.get(f"{http_app.url}/api/score/{'a' * 64}", timeout=10),
+                     requests.get(f"{http_app.url}/api/nothing", timeout=10)):
+        assert (response.status_code, response.content) == (404, b"")
     health = requests.get(f"{http_app.url}/api/health", timeout=10)
-    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
 
 
 class FlakyModel(BaseHTTPRequestHandler):
     """Answers GET /api/model with 503 (Retry-After: 0) twice, then with a description."""
 
     calls = 0
+    description: dict = {}
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         type(self).calls += 1
@@ -174,7 +176,7 @@ class FlakyModel(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = json.dumps({"model_hash": "h"}).encode()
+        body = json.dumps(type(self).description).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -185,11 +187,126 @@ class FlakyModel(BaseHTTPRequestHandler):
         pass
 
 
-def test_client_retries_503_honouring_retry_after():
+def test_client_retries_503_honouring_retry_after(service):
+    FlakyModel.description = service.describe().to_dict()
     server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyModel)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         client = ScoringClient(f"http://127.0.0.1:{server.server_port}", retries=3)
-        assert client.describe_model().model_hash == "h" and FlakyModel.calls == 3
+        assert client.describe_model() == service.describe() and FlakyModel.calls == 3
     finally:
         server.shutdown()
+
+
+# -- keys as Azure enforces them, and what the README tells users to do ---------------------------
+
+HOST_KEY, SCORE_KEY, MASTER_KEY = "host-key-for-a-client", "key-of-the-score-function-only", "the-master-key"
+
+
+@pytest.fixture(scope="module")
+def keyed_app(azurite, digits_model_path):
+    """The app with function keys enforced, as in Azure: a host key, a function key of score."""
+    from conftest import ROOT, app_env
+    from devhost import LocalFunctionsHost
+
+    keys = {"master": MASTER_KEY, "host": {"client-a": HOST_KEY}, "functions": {"score": {"default": SCORE_KEY}}}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in app_env(azurite, digits_model_path, "keyedkeys").items():
+            patch.setenv(name, value)
+        with LocalFunctionsHost(ROOT, port=0, load_local_settings=False, keys=keys) as host:
+            yield host
+
+
+def test_a_host_key_works_on_every_route_as_the_readme_documents(keyed_app, digits, digits_estimator):
+    client = ScoringClient(keyed_app.url, function_key=HOST_KEY)
+    rows = digits[0][1500:1503]
+    np.testing.assert_array_equal(client.predict(rows), digits_estimator.predict(rows))  # model, keys, score
+    assert client.delete_keys() is True  # challenge and delete
+
+
+def test_a_function_key_works_only_on_its_own_function(keyed_app, digits):
+    owner = ScoringClient(keyed_app.url, function_key=HOST_KEY)
+    record = owner.encrypt(digits[0][1500])
+    owner.upload_keys()
+    scoring_only = ScoringClient(keyed_app.url, function_key=SCORE_KEY, keys=owner.keys)
+    scoring_only._model = owner.describe_model()
+    scoring_only.mark_uploaded()
+    assert scoring_only.decrypt(scoring_only.score(record)).shape == (10,)  # its own function: allowed
+    for method, path in (("GET", "model"), ("PUT", f"keys/{owner.keys.key_id}"),
+                         ("POST", f"keys/{owner.keys.key_id}/challenge")):
+        response = requests.request(method, f"{keyed_app.url}/api/{path}", headers={"x-functions-key": SCORE_KEY},
+                                    timeout=30)
+        assert (response.status_code, response.content) == (401, b""), path
+    assert owner.delete_keys() is True
+
+
+def test_without_a_key_every_route_but_health_is_401(keyed_app):
+    for method, path in (("GET", "model"), ("POST", f"score/{'a' * 64}"), ("DELETE", f"keys/{'a' * 64}")):
+        response = requests.request(method, f"{keyed_app.url}/api/{path}", timeout=30)
+        assert (response.status_code, response.content) == (401, b""), path
+    wrong = requests.get(f"{keyed_app.url}/api/model", headers={"x-functions-key": "guess"}, timeout=30)
+    assert wrong.status_code == 401
+    assert requests.get(f"{keyed_app.url}/api/health", timeout=30).json() == {"status": "ok"}
+
+
+# -- what each response reveals, and who may delete ------------------------------------------------
+
+
+def test_every_score_response_says_how_many_records_it_disclosed(http_app, digits):
+    client = ScoringClient(http_app.url, batch_threshold=5, processes=1, progress=False)
+    seen = []
+    client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r))
+    client.predict(digits[0][1500:1501])
+    client.predict(digits[0][1500:1507])
+    scores = [r for r in seen if "/api/score/" in r.url]
+    assert [r.headers["X-Records-Disclosed"] for r in scores] == ["1", "7"]
+    client.delete_keys()
+
+
+def test_a_stranger_who_knows_a_key_id_cannot_delete_it(http_app, azurite, digits):
+    owner = ScoringClient(http_app.url)
+    owner.upload_keys()
+    key_id = owner.keys.key_id
+    stranger = ScoringClient(http_app.url)
+    response = requests.delete(f"{http_app.url}/api/keys/{key_id}", timeout=30)
+    assert response.status_code == 403 and response.json()["error"] == "proof_required"
+    challenge = requests.post(f"{http_app.url}/api/keys/{key_id}/challenge", timeout=30).json()["challenge"]
+    with pytest.raises(ValueError):  # only the secret key opens it
+        stranger.keys.answer_challenge(__import__("base64").b64decode(challenge))
+    response = requests.delete(f"{http_app.url}/api/keys/{key_id}", headers={"X-Key-Proof": "0" * 32}, timeout=30)
+    assert response.status_code == 403
+    assert stored_blob(azurite, key_id) == owner.keys.public_bundle()  # nothing stored is lost
+    np.testing.assert_equal(owner.decrypt(owner.score(owner.encrypt(digits[0][1500]))).shape, (10,))
+    assert owner.delete_keys() is True and stored_blob(azurite, key_id) is None
+
+
+def test_a_visibly_malformed_public_key_is_refused_saying_why(http_app):
+    from attacker import crafted_keys
+
+    zero = crafted_keys(np.zeros(8192, dtype=np.int64))
+    response = requests.put(f"{http_app.url}/api/keys/{zero.key_id}", data=zero.public_bundle(), timeout=30)
+    assert response.status_code == 422 and "visibly malformed: its secret is 0" in response.json()["message"]
+
+
+# -- executors: no upload, a pinned model ------------------------------------------------------
+
+
+def test_upload_false_never_uploads_and_fails_on_a_missing_bundle(http_app, azurite, digits):
+    driver = ScoringClient(http_app.url)
+    driver.upload_keys()
+    executor = ScoringClient(http_app.url, keys=driver.keys, upload=False)
+    executor.predict(digits[0][1500:1502])
+    assert driver.delete_keys() is True
+    executor = ScoringClient(http_app.url, keys=driver.keys, upload=False)  # a straggler task, later
+    with pytest.raises(ServiceError) as caught:
+        executor.predict(digits[0][1500:1502])
+    assert caught.value.code == "keys_not_found"
+    assert stored_blob(azurite, driver.keys.key_id) is None  # not uploaded again
+
+
+def test_a_pinned_model_hash_refuses_another_model(http_app, digits):
+    from client import ModelChanged
+
+    client = ScoringClient(http_app.url, expect_model_hash="0" * 64)
+    with pytest.raises(ModelChanged, match="refusing to mix two models' scores"):
+        client.predict(digits[0][1500:1501])
