@@ -6,14 +6,15 @@ bounded time and count. Every decrypted score vector is checked against the plai
 (the exported artifact's ``decision_function``: within 1e-5, same argmax). It reports requests,
 failures, requests per second and p50/p99 latency of the score call and of the whole round trip.
 
-    python -m bench.load [--processes 4] [--seconds 20] [--url URL] [--server-workers 1,2]
+    python -m bench.load [--clients 1,4,16] [--seconds 15] [--workers N] [--url URL]
 
 Without ``--url`` it starts Azurite and serves the app itself on 127.0.0.1, as separate
-processes: the app as one ``python -m devhost`` whose ``FUNCTIONS_WORKER_PROCESS_COUNT`` is the
-requested worker count (``--server-workers 1,2``: one run per count). devhost dispatches the
-invocations over its worker processes as the Functions host does (round-robin), and reports how
-many score requests each worker process served. Prints a table and writes bench/load.json. All
-traffic stays on 127.0.0.1.
+processes: one ``python -m devhost`` per run whose ``FUNCTIONS_WORKER_PROCESS_COUNT`` is
+``--workers`` (default: one worker process per core). devhost dispatches the invocations over
+its worker processes as the Functions host does (round-robin), and reports how many score
+requests each worker process served. One run per client count (``--clients``); the clients
+run on the same machine as the app and Azurite. Prints a table and writes bench/load.json.
+All traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -60,18 +61,12 @@ class Workload:
                 else "tutorial model on the MNIST test set")
 
 
-def _datasets():
-    try:
-        from client import datasets  # where demo.data moved
-    except ImportError:
-        from demo import data as datasets
-    return datasets
-
-
 def load_rows(workload: Workload) -> np.ndarray:
+    from client.datasets import load_digits_scaled, load_mnist_test
+
     if workload.rows == "digits":
-        return _datasets().load_digits_scaled()[0][1500:]  # the digits model is fitted on the first 1500 rows
-    return _datasets().load_mnist_test(workload.mnist_dir)[0]
+        return load_digits_scaled()[0][1500:]  # the digits model is fitted on the first 1500 rows
+    return load_mnist_test(workload.mnist_dir)[0]
 
 
 def prepare_workload(kind: str, directory: Path) -> Workload:
@@ -80,16 +75,10 @@ def prepare_workload(kind: str, directory: Path) -> Workload:
     ``kind``: ``digits``, ``mnist`` (the tutorial model and MNIST from ../shared) or ``auto``
     (MNIST when ../shared holds it, as ``python -m bench`` does).
     """
+    from client.datasets import train_digits_model
+    from scoring.estimators import from_estimator
+    from scoring.loading import load_model
     from scoring.model import export_model
-
-    try:
-        from scoring.loading import load_model
-    except ImportError:  # before scoring.loading existed
-        from scoring.model import load_model
-    try:
-        from scoring.estimators import from_estimator
-    except ImportError:  # before scoring.estimators existed
-        from scoring.model import from_estimator
 
     pickle, mnist = SHARED / "models" / "sklearn_mnist_model.pkl", SHARED / "data" / "mnist"
     if kind == "auto":
@@ -97,9 +86,7 @@ def prepare_workload(kind: str, directory: Path) -> Workload:
     if kind == "mnist":
         path = export_model(load_model(pickle), directory / "sklearn_mnist_model.model.json")
         return Workload(str(path), "mnist", str(mnist))
-    return Workload(str(export_model(from_estimator(_datasets().train_digits_model()),
-                                     directory / "digits.model.json")),
-                    "digits")
+    return Workload(str(export_model(from_estimator(train_digits_model()), directory / "digits.model.json")), "digits")
 
 
 def workload_for(url: str, model_path: str | None) -> Workload:
@@ -124,14 +111,6 @@ def workload_for(url: str, model_path: str | None) -> Workload:
 
 
 # -- the app as separate processes ----------------------------------------------------------
-def _parent_death_signal() -> None:
-    """In a child (Linux): SIGTERM it when the thread that started it dies, so a killed
-    benchmark or test run leaves no process behind (devhost.processes does it for all tools)."""
-    from devhost.processes import set_parent_death_signal
-
-    set_parent_death_signal()
-
-
 WORKER_STATS_PREFIX = "devhost worker stats: "
 
 
@@ -319,7 +298,9 @@ def client_process(index: int, url: str, workload: Workload, seconds: float, max
     out: dict = {"index": index, "pid": os.getpid(), "requests": 0, "verified": 0, "failures": 0,
                  "errors": [], "score_ms": [], "round_trip_ms": [], "max_abs_error": 0.0,
                  "started": None, "ended": None, "cpu_seconds": 0.0, "key_uploads": 0, "setup_error": None}
-    _parent_death_signal()  # the loop stops by itself anyway; this stops it at once if the parent dies
+    from devhost.processes import set_parent_death_signal
+
+    set_parent_death_signal()  # the loop stops by itself anyway; this stops it at once if the parent dies
     client = None
     try:
         from client import ScoringClient
@@ -508,24 +489,60 @@ def print_table(runs: list[dict]) -> None:
         print(f"  {run['setup']}: " + ", ".join(parts))
 
 
+def load_table(*, clients: tuple[int, ...] = (1, 4, 16), seconds: float = 15.0, workers: int | None = None,
+               workload_kind: str = "auto", binary: bool = True) -> list[dict]:
+    """One run per client count against a fresh local host with ``workers`` worker processes.
+
+    Each run's record holds requests/s, p50/p99 of the score call and of the round trip, the
+    CPU per request of clients, app and Azurite, and the score requests each worker served.
+    """
+    workers = workers or os.cpu_count() or 1
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, AzuriteProcess() as azurite:
+        workload = prepare_workload(workload_kind, Path(tmp))
+        for count in clients:
+            env = {"SCORING_STORAGE": azurite.connection_string, "SCORING_KEYS_CONTAINER": "loadkeys",
+                   "SCORING_MODEL_PATH": workload.model_path}
+            with ServerProcesses(env, workers=workers) as server:
+                _warm_workers(server.url, workers)
+                host_pid = server.procs[0].pid  # the front; its workers are its children
+                cpu_before = (cpu_seconds(host_pid, children=True), cpu_seconds(azurite.proc.pid, children=True))
+                print(f"  load: {count} client process(es) for {seconds:g} s against devhost with {workers} "
+                      f"worker process(es) ...", flush=True)
+                run = run_load(server.url, workload, processes=count, seconds=seconds, binary=binary)
+                server_cpu = cpu_seconds(host_pid, children=True) - cpu_before[0]
+                azurite_cpu = cpu_seconds(azurite.proc.pid, children=True) - cpu_before[1]
+                server.stop()  # the host logs its per-worker figures as it stops
+                done = max(1, run["verified"])
+                run["server_cpu_ms_per_request"] = 1e3 * server_cpu / done  # includes the clients' setup
+                run["azurite_cpu_ms_per_request"] = 1e3 * azurite_cpu / done
+                run["score_requests_per_worker_process"] = [
+                    w["by_function"].get("score", 0) for w in server.worker_stats()]
+            runs.append({"setup": f"{count} client(s), {workers} worker processes", "server_processes": workers,
+                         "workload": workload.label, **run})
+    return runs
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", type=int, default=4, help="client processes (default 4)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each run (default 20)")
+    parser.add_argument("--clients", default="1,4,16", help="client processes per run, comma-separated "
+                        "(default 1,4,16)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="duration of each run (default 15)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="without --url: devhost worker processes, FUNCTIONS_WORKER_PROCESS_COUNT "
+                             "(default: one per core)")
     parser.add_argument("--url", help="a running app (127.0.0.1); default: start Azurite and the app")
     parser.add_argument("--model", help="with --url: the .model.json artifact the app serves")
     parser.add_argument("--workload", choices=("auto", "digits", "mnist"), default="auto",
                         help="without --url: the model and rows (auto: MNIST when ../shared has it)")
-    parser.add_argument("--server-workers", default="1,2",
-                        help="without --url: devhost worker processes (FUNCTIONS_WORKER_PROCESS_COUNT) "
-                             "per run, comma-separated (default 1,2)")
     parser.add_argument("--json-wire", action="store_true", help="send JSON instead of the binary form")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "load.json")
     args = parser.parse_args(argv)
     if args.url and not args.url.startswith(("http://127.0.0.1", "http://localhost")):
         parser.error("--url must be on 127.0.0.1")
-    if not 1 <= args.processes <= 64 or not 0 < args.seconds <= 600:
-        parser.error("--processes must be 1..64 and --seconds 0..600")
+    args.clients = tuple(int(c) for c in args.clients.split(","))
+    if not all(1 <= c <= 64 for c in args.clients) or not 0 < args.seconds <= 600:
+        parser.error("--clients must be 1..64 and --seconds 0..600")
     return args
 
 
@@ -545,44 +562,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     binary = not args.json_wire
-    runs: list[dict] = []
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     if args.url:
         workload = workload_for(args.url, args.model)
         print(f"workload: {workload.label}; {machine}; app at {args.url}")
-        run = run_load(args.url, workload, processes=args.processes, seconds=args.seconds, binary=binary)
-        runs.append({"setup": "app at --url", **run})
+        runs = [{"setup": f"{count} client(s), app at --url", **run_load(args.url, workload, processes=count,
+                                                                        seconds=args.seconds, binary=binary)}
+                for count in args.clients]
     else:
-        with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, AzuriteProcess() as azurite:
-            workload = prepare_workload(args.workload, Path(tmp))
-            print(f"workload: {workload.label}; {machine}")
-            for workers in (int(w) for w in args.server_workers.split(",")):
-                env = {"SCORING_STORAGE": azurite.connection_string, "SCORING_KEYS_CONTAINER": "loadkeys",
-                       "SCORING_MODEL_PATH": workload.model_path}
-                with ServerProcesses(env, workers=workers) as server:
-                    _warm_workers(server.url, workers)
-                    host_pid = server.procs[0].pid  # the front; its workers are its children
-                    cpu_before = (cpu_seconds(host_pid, children=True), cpu_seconds(azurite.proc.pid, children=True))
-                    print(f"devhost with {workers} worker process(es) at {server.url}: {args.processes} client "
-                          f"processes for {args.seconds:g} s ...", flush=True)
-                    run = run_load(server.url, workload, processes=args.processes, seconds=args.seconds,
-                                   binary=binary)
-                    server_cpu = cpu_seconds(host_pid, children=True) - cpu_before[0]
-                    azurite_cpu = cpu_seconds(azurite.proc.pid, children=True) - cpu_before[1]
-                    server.stop()  # the host logs its per-worker figures as it stops
-                    done = max(1, run["verified"])
-                    run["server_cpu_ms_per_request"] = 1e3 * server_cpu / done  # includes the clients' setup
-                    run["azurite_cpu_ms_per_request"] = 1e3 * azurite_cpu / done
-                    run["score_requests_per_worker_process"] = [
-                        w["by_function"].get("score", 0) for w in server.worker_stats()]
-                setup = f"devhost, {workers} worker process{'es' if workers > 1 else ''}"
-                runs.append({"setup": setup, "server_processes": workers, **run})
+        print(f"{machine}")
+        runs = load_table(clients=args.clients, seconds=args.seconds, workers=args.workers,
+                          workload_kind=args.workload, binary=binary)
     print_table(runs)
     for run in runs:
         for error in run["setup_errors"] + [e for p in run["per_process"] for e in p["errors"]]:
             print(f"  {run['setup']}: {error.splitlines()[0]}")
-    document = {"workload": workload.label, "machine": machine, "wire": "binary" if binary else "json",
-                "clients_on_same_machine": True, "runs": runs}
+    document = {"machine": machine, "wire": "binary" if binary else "json", "clients_on_same_machine": True,
+                "runs": runs}
     args.output.write_text(json.dumps(document, indent=1))
     print(f"\nwrote {args.output}")
     return 0 if all(r["failures"] == 0 and not r["setup_errors"] for r in runs) else 1

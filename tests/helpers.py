@@ -1,6 +1,9 @@
-"""Small helpers the tests share: one in-process encrypted round trip through the service."""
+"""Small helpers the tests share: an in-process encrypted round trip through the service, and
+whether a process is still alive."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -38,3 +41,16 @@ def score_in_process(service: ScoringService, keys: SecretKeys, x: np.ndarray) -
     response = service.score(keys.key_id, keys.public_bundle(),
                              ScoreRequest(keys.encrypt_record(info.record_encoding(), x), info.model_hash))
     return keys.decrypt_scores(info.record_encoding(), response.ciphertexts)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not; an unreadable one might)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead, only not reaped yet
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

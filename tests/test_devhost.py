@@ -28,6 +28,7 @@ from devhost.azurite import ACCOUNT_KEY, Azurite, ensure_installed
 from devhost.bindings import BindingError, resolve_connection
 from devhost.host import LocalFunctionsHost
 from devhost.processes import free_port
+from helpers import alive
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = Path(__file__).resolve().parent / "devhost_app"
@@ -99,18 +100,6 @@ def blobs(azurite) -> BlobServiceClient:
 
 def read_blob(blobs: BlobServiceClient, container: str, name: str) -> bytes:
     return blobs.get_blob_client(container, name).download_blob().readall()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead, only not reaped yet
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_dead(pids, timeout: float = 10.0) -> list[int]:

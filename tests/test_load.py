@@ -6,25 +6,13 @@ spread the work over both workers; no process may be left behind."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import time
 
 from bench.load import ServerProcesses, Workload, run_load
+from helpers import alive
 
 CLIENTS = 3
 SECONDS = 6.0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead, only not reaped yet
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def server_env(azurite, model_path, container: str) -> dict[str, str]:
