@@ -14,11 +14,11 @@ import logging
 import azure.functions as func
 from azure.storage.blob import BlobClient, ContainerClient
 
-from keystore.blobs import BlobBundleSource, container_client, delete_proven, keep_challenge
+from keystore.blobs import BlobBundleSource, container_client, delete_proven, keep_challenge, pending_challenge
 from scoring import ownership, protocol
 from scoring.errors import KeysNotFound, PayloadTooLarge
 from scoring.keys import MAX_BUNDLE_BYTES, check_key_id
-from scoring.service import ScoringService
+from scoring.service import KEYS_MISSING_MESSAGE, ScoringService
 
 from .http import Reply, json_reply, respond
 from .settings import HostSettings
@@ -84,8 +84,13 @@ class FunctionsHost:
 
         def handle() -> Reply:
             key_id = check_key_id(req.route_params.get("key_id", ""))
-            challenge = self.service.challenge(key_id, BlobBundleSource(bundle))
-            keep_challenge(bundle, challenge)
+            pending, etag = pending_challenge(bundle)
+            if etag is None:
+                raise KeysNotFound(KEYS_MISSING_MESSAGE.format(key_id=key_id))
+            challenge = self.service.challenge(key_id, BlobBundleSource(bundle), pending)
+            if challenge.new and not keep_challenge(bundle, challenge, etag):  # another request drew one first
+                pending, _ = pending_challenge(bundle)
+                challenge = self.service.challenge(key_id, BlobBundleSource(bundle), pending)
             return json_reply({"key_id": key_id, "challenge": base64.b64encode(challenge.ciphertext).decode("ascii"),
                                "expires_in": ownership.CHALLENGE_SECONDS})
 
@@ -98,7 +103,7 @@ class FunctionsHost:
             key_id = check_key_id(req.route_params.get("key_id", ""))
             proof = req.headers.get(ownership.PROOF_HEADER)
             deleted = delete_proven(self.keys.get_blob_client(key_id),
-                                    lambda digest, expires: ownership.verify(proof, digest, expires))
+                                    lambda nonce, expires: ownership.verify(proof, nonce, expires))
             self.service.forget(key_id)
             if not deleted:
                 raise KeysNotFound(f"no key bundle is stored under key id {key_id}")

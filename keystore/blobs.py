@@ -35,7 +35,7 @@ CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20,
 # Per call, for clients built by others (the SDK-type binding's BlobClient, whose default
 # exponential retry would wait 15 s and more): fail at once, the client retries on 503.
 CALL_OPTIONS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 20}
-CHALLENGE_DIGEST, CHALLENGE_EXPIRES = "hescoringchallenge", "hescoringchallengeexpires"
+CHALLENGE_NONCE, CHALLENGE_EXPIRES = "hescoringchallenge", "hescoringchallengeexpires"
 
 
 def unavailable(exc: AzureError) -> ScoringError:
@@ -80,39 +80,62 @@ class BlobBundleSource:
             raise storage_error(exc) from exc
 
 
-def keep_challenge(client: BlobClient, challenge: Challenge) -> None:
-    """Keep a challenge's digest and expiry in the bundle blob's metadata (replacing any older one).
+def pending_challenge(client: BlobClient) -> tuple[tuple[str, float] | None, str | None]:
+    """The challenge kept beside a bundle (nonce, expiry) or None, and the blob's ETag (None if
+    no bundle is stored).
 
     Raises:
-        ServiceUnavailable: if storage cannot be reached.
-    """
-    try:
-        client.set_blob_metadata({CHALLENGE_DIGEST: challenge.digest,
-                                  CHALLENGE_EXPIRES: str(int(challenge.expires))}, **CALL_OPTIONS)
-    except AzureError as exc:
-        raise storage_error(exc) from exc
-
-
-def delete_proven(client: BlobClient, check) -> bool:
-    """Delete a bundle blob if ``check(digest, expires)`` accepts its pending challenge.
-
-    Returns False if no bundle is stored. The deletion is conditional on the blob being as it
-    was when the challenge was read, so a newer challenge in between wins.
-
-    Raises:
-        ProofRequired: from ``check``, or if a newer challenge replaced the one read.
         ServiceUnavailable: if storage cannot be reached.
     """
     try:
         properties = client.get_blob_properties(**CALL_OPTIONS)
-        metadata = properties.metadata or {}
-        expires = metadata.get(CHALLENGE_EXPIRES)
-        check(metadata.get(CHALLENGE_DIGEST), float(expires) if expires and expires.isdigit() else None)
-        client.delete_blob(etag=properties.etag, match_condition=MatchConditions.IfNotModified, **CALL_OPTIONS)
+    except ResourceNotFoundError:
+        return None, None
+    except AzureError as exc:
+        raise storage_error(exc) from exc
+    metadata = properties.metadata or {}
+    nonce, expires = metadata.get(CHALLENGE_NONCE), metadata.get(CHALLENGE_EXPIRES)
+    pending = (nonce, float(expires)) if nonce and expires and expires.isdigit() else None
+    return pending, properties.etag
+
+
+def keep_challenge(client: BlobClient, challenge: Challenge, etag: str) -> bool:
+    """Keep a new challenge's nonce and expiry in the bundle blob's metadata, if the blob is
+    still as read (``etag``); False if another request changed it first.
+
+    Raises:
+        ServiceUnavailable: if storage cannot be reached.
+    """
+    try:
+        client.set_blob_metadata({CHALLENGE_NONCE: challenge.nonce, CHALLENGE_EXPIRES: str(int(challenge.expires))},
+                                 etag=etag, match_condition=MatchConditions.IfNotModified, **CALL_OPTIONS)
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return False
+    except AzureError as exc:
+        raise storage_error(exc) from exc
+    return True
+
+
+def delete_proven(client: BlobClient, check) -> bool:
+    """Delete a bundle blob if ``check(nonce, expires)`` accepts the answer to its pending challenge.
+
+    Returns False if no bundle is stored. The deletion is conditional on the blob being as it
+    was when the challenge was read.
+
+    Raises:
+        ProofRequired: from ``check``, or if the blob changed in between.
+        ServiceUnavailable: if storage cannot be reached.
+    """
+    pending, etag = pending_challenge(client)
+    if etag is None:
+        return False
+    check(*(pending or (None, None)))
+    try:
+        client.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified, **CALL_OPTIONS)
     except ResourceNotFoundError:
         return False
     except ResourceModifiedError as exc:
-        raise ProofRequired("a newer challenge replaced the one answered; ask again and answer it") from exc
+        raise ProofRequired("the key bundle changed while it was being deleted; ask for a challenge again") from exc
     except AzureError as exc:
         raise storage_error(exc) from exc
     return True

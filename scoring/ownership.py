@@ -2,15 +2,18 @@
 
 A key id names a public bundle, and anyone who learns it (from a URL, a log) could ask to
 delete it. So ``DELETE /api/keys/{key_id}`` needs proof of the secret key, and no reusable
-secret travels for it: the service encrypts a fresh 128-bit nonce under the bundle's public
-key (:func:`issue`), keeps only its SHA-256 and an expiry (beside the stored bundle), and the
-caller answers with the decrypted nonce (:func:`answer`, in ``X-Key-Proof``). An answer is
-good for one challenge, for ``CHALLENGE_SECONDS``.
+secret travels for it: the service draws a 128-bit nonce, keeps it beside the stored bundle
+(its metadata) with an expiry, and answers every challenge request with a fresh encryption
+of that nonce under the bundle's public key (:func:`issue`); the caller answers with the
+decrypted nonce (:func:`answer`, in ``X-Key-Proof``). A pending nonce is reused until it
+expires (``CHALLENGE_SECONDS``), so a stranger who asks for challenges learns nothing (it
+cannot decrypt them) and cannot replace the owner's pending one; the bundle is deleted on the
+first correct answer. Whoever can read the blob's metadata (storage administrators, who could
+delete the blob anyway) could read a pending nonce.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -36,32 +39,42 @@ HOW_TO_PROVE = ("ask for a challenge (POST /api/keys/{key_id}/challenge), decryp
 
 @dataclass(frozen=True)
 class Challenge:
-    """A challenge for one bundle: the ciphertext for the caller, the rest for the server.
+    """A challenge for one bundle: the nonce and expiry the server keeps, the ciphertext it sends.
 
     Attributes:
-        ciphertext: an uncompressed SEAL blob encrypting the nonce under the bundle's key.
-        digest: SHA-256 of the nonce, hex: what the server keeps.
+        nonce: 32 lowercase hex digits, kept beside the bundle until it expires.
         expires: when the answer stops counting, seconds since the epoch.
+        ciphertext: this request's encryption of the nonce under the bundle's key (an
+            uncompressed SEAL blob).
+        new: whether the nonce was drawn now (and must be kept), or was pending.
     """
 
-    ciphertext: bytes
-    digest: str
+    nonce: str
     expires: float
+    ciphertext: bytes
+    new: bool
 
 
-def issue(bundle: PublicBundle, *, now: float | None = None) -> Challenge:
-    """A fresh challenge for ``bundle``."""
+def issue(bundle: PublicBundle, pending: tuple[str, float] | None = None, *, now: float | None = None) -> Challenge:
+    """A challenge for ``bundle``: the pending nonce while it lasts, else a fresh one.
+
+    Args:
+        pending: the nonce and expiry kept beside the bundle, if any.
+    """
+    issued = time.time() if now is None else now
+    if pending is not None and PROOF_PATTERN.fullmatch(pending[0] or "") and pending[1] > issued:
+        nonce, expires, new = bytes.fromhex(pending[0]), pending[1], False
+    else:
+        nonce, expires, new = os.urandom(CHALLENGE_BYTES), issued + CHALLENGE_SECONDS, True
     rt = runtime(bundle.parameters)
-    nonce = os.urandom(CHALLENGE_BYTES)
     residues = np.zeros(rt.degree, dtype=np.uint64)
     residues[:CHALLENGE_BYTES] = np.frombuffer(nonce, dtype=np.uint8).astype(np.uint64) * np.uint64(CHALLENGE_SCALE)
     ciphertext = Masking(rt).encrypt(bundle.encryptor, residues, CHALLENGE_SCALE)
-    issued = time.time() if now is None else now
-    return Challenge(rt.save_canonical(ciphertext), _digest(nonce), issued + CHALLENGE_SECONDS)
+    return Challenge(nonce.hex(), expires, rt.save_canonical(ciphertext), new)
 
 
-def verify(proof: str | None, digest: str | None, expires: float | None, *, now: float | None = None) -> None:
-    """Check an answer against the kept digest and expiry.
+def verify(proof: str | None, nonce: str | None, expires: float | None, *, now: float | None = None) -> None:
+    """Check an answer against the pending nonce and its expiry.
 
     Raises:
         ProofRequired: if there is no answer, no pending challenge, an expired one, or a
@@ -71,13 +84,13 @@ def verify(proof: str | None, digest: str | None, expires: float | None, *, now:
         raise ProofRequired(f"deleting a key bundle needs proof that you hold its secret key: {HOW_TO_PROVE}")
     if not PROOF_PATTERN.fullmatch(proof):
         raise ProofRequired(f"{PROOF_HEADER} must be 32 lowercase hex characters (the decrypted challenge)")
-    if digest is None or expires is None:
+    if nonce is None or expires is None:
         raise ProofRequired(f"no challenge is pending for this key bundle: {HOW_TO_PROVE}")
     if (time.time() if now is None else now) > expires:
         raise ProofRequired(f"the challenge expired (answers count for {CHALLENGE_SECONDS} s): {HOW_TO_PROVE}")
-    if not hmac.compare_digest(_digest(bytes.fromhex(proof)), digest):
-        raise ProofRequired("the answer does not match the challenge: it was not decrypted with this bundle's "
-                            "secret key, or a newer challenge replaced it")
+    if not hmac.compare_digest(proof, nonce):
+        raise ProofRequired("the answer does not match the pending challenge: it was not decrypted with this "
+                            "bundle's secret key")
 
 
 def answer(rt: SealRuntime, decryptor: seal.Decryptor, ciphertext: bytes) -> str:
@@ -93,7 +106,3 @@ def answer(rt: SealRuntime, decryptor: seal.Decryptor, ciphertext: bytes) -> str
     if np.any(values < 0) or np.any(values > 255):
         raise ValueError("the challenge does not decrypt to bytes: it was made for other keys")
     return bytes(values.astype(np.uint8)).hex()
-
-
-def _digest(nonce: bytes) -> str:
-    return hashlib.sha256(nonce).hexdigest()

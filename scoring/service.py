@@ -172,14 +172,16 @@ class ScoringService:
         if self._loaded is not None:
             self._loaded.pools.discard(key_id)
 
-    def challenge(self, key_id: str, source: BundleSource | bytes | None) -> ownership.Challenge:
-        """A challenge only the holder of the bundle's secret key can answer (to delete it).
+    def challenge(self, key_id: str, source: BundleSource | bytes | None,
+                  pending: tuple[str, float] | None = None) -> ownership.Challenge:
+        """A challenge only the holder of the bundle's secret key can answer (to delete it): the
+        pending nonce (kept beside the bundle by the host) while it lasts, else a new one.
 
         Raises:
             BadRequest, KeysNotFound, KeysRejected, ServiceUnavailable: as :meth:`score`.
         """
         check_key_id(key_id)
-        return ownership.issue(self._bundle(key_id, source))
+        return ownership.issue(self._bundle(key_id, source), pending)
 
     def score(self, key_id: str, source: BundleSource | bytes | None, request: ScoreRequest) -> ScoreResponse:
         """Score one record, or a batch in coefficient lanes, with the bundle stored under ``key_id``.

@@ -239,25 +239,44 @@ def test_delete_keys_needs_proof_of_the_secret_key(app, container):
     assert response.status_code == 403 and error_of(response)["error"] == "proof_required"
     assert "POST /api/keys/{key_id}/challenge" in error_of(response)["message"]
     proof = challenge_for(app, container, owner)
+    stolen = json.loads(call(app, "challenge", method="POST", route_params={"key_id": owner.key_id},
+                             bundle=blob_client(container, owner.key_id)).get_body())["challenge"]
     with pytest.raises(ValueError, match="made for other keys"):  # a stranger cannot decrypt it
-        stranger.answer_challenge(base64.b64decode(json.loads(call(
-            app, "challenge", method="POST", route_params={"key_id": owner.key_id},
-            bundle=blob_client(container, owner.key_id)).get_body())["challenge"]))
-    response = call(app, "delete_keys", method="DELETE", route_params={"key_id": owner.key_id},
-                    headers={"X-Key-Proof": proof})
-    assert response.status_code == 403 and "newer challenge replaced it" in error_of(response)["message"]
-    assert read_blob(container, owner.key_id) == owner.public_bundle()  # nothing stored is lost
-    proof = challenge_for(app, container, owner)
+        stranger.answer_challenge(base64.b64decode(stolen))
+    assert challenge_for(app, container, owner) == proof  # the stranger's request replaced nothing
     guess = format(int(proof, 16) ^ 1, "032x")
     response = call(app, "delete_keys", method="DELETE", route_params={"key_id": owner.key_id},
                     headers={"X-Key-Proof": guess})
-    assert response.status_code == 403 and read_blob(container, owner.key_id) is not None
+    assert response.status_code == 403 and "does not match" in error_of(response)["message"]
+    assert read_blob(container, owner.key_id) == owner.public_bundle()  # nothing stored is lost
     response = call(app, "delete_keys", method="DELETE", route_params={"key_id": owner.key_id},
                     headers={"X-Key-Proof": proof})
     assert response.status_code == 204 and read_blob(container, owner.key_id) is None
     response = call(app, "delete_keys", method="DELETE", route_params={"key_id": owner.key_id},
                     headers={"X-Key-Proof": proof})
     assert response.status_code == 404 and error_of(response)["error"] == "keys_not_found"
+    response = call(app, "challenge", method="POST", route_params={"key_id": owner.key_id},
+                    bundle=blob_client(container, owner.key_id))
+    assert response.status_code == 404
+
+
+def test_an_expired_challenge_is_replaced_and_its_answer_refused(app, container):
+    from keystore.blobs import CHALLENGE_EXPIRES
+
+    owner = SecretKeys.generate()
+    container.upload_blob(owner.key_id, owner.public_bundle(), overwrite=True)
+    proof = challenge_for(app, container, owner)
+    blob = container.get_blob_client(owner.key_id)
+    metadata = blob.get_blob_properties().metadata
+    blob.set_blob_metadata({**metadata, CHALLENGE_EXPIRES: "1"})  # as if five minutes had passed
+    response = call(app, "delete_keys", method="DELETE", route_params={"key_id": owner.key_id},
+                    headers={"X-Key-Proof": proof})
+    assert response.status_code == 403 and "expired" in error_of(response)["message"]
+    fresh = challenge_for(app, container, owner)
+    assert fresh != proof
+    response = call(app, "delete_keys", method="DELETE", route_params={"key_id": owner.key_id},
+                    headers={"X-Key-Proof": fresh})
+    assert response.status_code == 204
 
 
 def test_model_description_has_what_a_client_needs_and_no_weights(app, digits_estimator):

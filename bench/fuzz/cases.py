@@ -62,8 +62,8 @@ class Case:
         owner: which keys made the request: "" for the material's, else a crafted key's name.
         records: the record count a successful batch answer must declare and disclose.
         proof: for a deletion, the ``X-Key-Proof`` value (None: no header), unless ``derive``
-            makes it from the true answer to the pending challenge; ``stale``: the answer is
-            to a challenge a newer one replaced.
+            makes it from the true answer to the pending challenge; ``stale``: the answer
+            comes after the challenge expired.
     """
 
     label: str

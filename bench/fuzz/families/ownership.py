@@ -31,7 +31,7 @@ DERIVED = {
     "the answer twice, comma-separated": (lambda a: f"{a}, {a}", S403, HEX_MESSAGE),
     "the answer with 0x": (lambda a: "0x" + a, S403, HEX_MESSAGE),
     "the answer, percent-encoded": (lambda a: "".join(f"%{ord(c):02x}" for c in a), S403, HEX_MESSAGE),
-    "the answer to a challenge a newer one replaced": (lambda a: a, S403, "newer challenge"),
+    "the answer to an expired challenge": (lambda a: a, S403, "expired"),
     "the answer and trailing spaces": (lambda a: a + "  ", frozenset({204, 403}), None),  # a server may strip them
 }
 
@@ -73,7 +73,7 @@ def delete(mu: Mutator, rng: random.Random) -> Case:
     if roll < 0.55:
         name = rng.choice(sorted(DERIVED))
         derive, expect, match = DERIVED[name]
-        return Case(f"X-Key-Proof: {name}", target=Target.DELETE, derive=derive, stale="newer one" in name,
+        return Case(f"X-Key-Proof: {name}", target=Target.DELETE, derive=derive, stale="expired" in name,
                     expect=expect, may_succeed=204 in expect, match=match)
     value, expect, match = rng.choice([
         (None, S403, NO_PROOF_MESSAGE),
