@@ -65,15 +65,22 @@ def key_id_of(bundle: bytes) -> str:
     return hashlib.sha256(bundle).hexdigest()
 
 
-def check_key_id(key_id: str) -> str:
-    """Return ``key_id`` if it is 64 lowercase hex characters.
+class KeyId(str):
+    """A key id that was checked: 64 lowercase hex characters. Checked once per request."""
+
+
+def check_key_id(key_id: str) -> KeyId:
+    """Return ``key_id`` as a :class:`KeyId` if it is 64 lowercase hex characters (at once if it
+    already is one).
 
     Raises:
         BadRequest: otherwise, so that no path can reach outside the keys container.
     """
+    if isinstance(key_id, KeyId):
+        return key_id
     if not isinstance(key_id, str) or not KEY_ID_PATTERN.fullmatch(key_id):
         raise BadRequest("key id must be 64 lowercase hex characters (the SHA-256 of the key bundle)")
-    return key_id
+    return KeyId(key_id)
 
 
 def build_bundle(key_blob: bytes, parameters: CkksParameters) -> bytes:
