@@ -1,7 +1,7 @@
 """Encryption in worker processes that never re-run the caller's script.
 
 TenSEAL holds the GIL, so a batch's columns are encrypted in parallel by processes. They
-are started as their own program (``python -m client.workers``) talking over pipes, not
+are started as their own program (``python -c`` running :func:`main` here) talking over pipes, not
 with multiprocessing: its ``spawn`` and ``forkserver`` re-import the caller's ``__main__``, so
 a plain script without ``if __name__ == "__main__":`` would run again in every worker and
 die with ``BrokenProcessPool``; and a daemonic process (a Spark or multiprocessing worker)
@@ -28,6 +28,8 @@ import numpy as np
 from .keys import SecretKeys
 
 FRAME = struct.Struct("<Q")
+# Not `-m client.workers`: the package imports this module first, and runpy would warn.
+WORKER_MAIN = "from client.workers import main; raise SystemExit(main())"
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -65,7 +67,7 @@ class EncryptionPool:
                                                                            os.environ.get("PYTHONPATH")]))}
             secret = self.keys.runtime.save(self.keys.secret_key)
             for _ in range(self.processes):
-                worker = subprocess.Popen([sys.executable, "-m", "client.workers"], stdin=subprocess.PIPE,
+                worker = subprocess.Popen([sys.executable, "-c", WORKER_MAIN], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, env=env, cwd=PACKAGE_ROOT)
                 self._workers.append(worker)
                 _send(worker.stdin, (self.keys.parameters, secret))
@@ -138,6 +140,3 @@ def main() -> int:
             reply = f"{type(exc).__name__}: {exc}"
         _send(stdout, reply)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

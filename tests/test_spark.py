@@ -30,7 +30,7 @@ from conftest import MNIST_DIR, TUTORIAL_MODEL, running_app
 from scoring.loading import load_model
 from scoring.model import LinearModel, export_model, labels_from_scores
 
-pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (make install installs requirements-spark.txt)")
+pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (make install: requirements-spark.txt)")
 pd = pytest.importorskip("pandas")
 
 from client.spark import delete_keys, output_schema, score_dataframe  # noqa: E402
@@ -317,8 +317,8 @@ def test_keys_are_never_broadcast_nor_written_under_the_local_dir(spark, proxy, 
     np.testing.assert_array_equal(result["prediction"].to_numpy(), plain_labels(model, X[:300]))
     packed = keys.to_bytes()
     secrets = [packed, base64.b64encode(packed), packed.hex().encode(), packed[10:74]]
-    plan = scored._jdf.queryExecution().toString()
-    assert "encrypted_scoring" in plan or "mapInPandas" in plan.lower() or "MapInPandas" in plan
+    plan = scored._jdf.queryExecution().toString()  # MapInPandas encrypted_scoring(id, __he_scoring_features)
+    assert "encrypted_scoring" in plan and repr(keys.to_bytes())[2:40] not in plan
     assert not any(s.decode("latin-1") in plan for s in secrets)
     found = [str(path) for path in Path(spark.local_dir).rglob("*") if path.is_file()
              and any(s in path.read_bytes() for s in secrets)]
@@ -356,6 +356,8 @@ def test_the_driver_refuses_before_any_job(spark, proxy, app, workload, keys):
     df, names = frame(spark, X[:10])
     with pytest.raises(ValueError, match=f"takes {model.n_features} features, not {model.n_features - 1}"):
         score_dataframe(df, proxy.url, keys, features=names[:-1])
+    with pytest.raises(ValueError, match=r"must be numeric: f3 \(string\)"):
+        score_dataframe(df.withColumn("f3", df["f3"].cast("string")), proxy.url, keys, features=names)
     with pytest.raises(ValueError, match="output must be one of"):
         score_dataframe(df, proxy.url, keys, features=names, output="labels")
     from client import ModelChanged
