@@ -168,7 +168,7 @@ class ScoringService:
 
     def forget(self, key_id: str) -> None:
         """Drop a bundle from the caches (after it was deleted from storage)."""
-        self.bundles.discard(key_id)
+        self.bundles.discard(check_key_id(key_id))
         if self._loaded is not None:
             self._loaded.pools.discard(key_id)
 
