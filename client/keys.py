@@ -202,13 +202,13 @@ class SecretKeys:
     # -- encryption and decryption -------------------------------------------------------
 
     def encrypt_coefficients(self, values: np.ndarray, scale: float) -> bytes:
-        """Encrypt ``values`` as the coefficients of one plaintext: a seeded ciphertext blob.
+        """Encrypt ``values`` as the coefficients of one plaintext: a seeded ciphertext, residues packed.
 
         Raises:
             ValueError: if a scaled value does not fit in the modulus.
         """
         rt = self.runtime
-        return rt.save_canonical(self.encryptor().encrypt_symmetric(rt.encode_coefficients(values, scale)))
+        return rt.save_packed(self.encryptor().encrypt_symmetric(rt.encode_coefficients(values, scale)))
 
     def encrypt_record(self, encoding: RecordEncoding, x) -> tuple[bytes, ...]:
         """Encrypt one record as the model's encoding asks: one seeded ciphertext per chunk.

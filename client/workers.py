@@ -134,7 +134,7 @@ def main() -> int:
         except EOFError:
             return 0
         try:
-            reply = [rt.save_canonical(encryptor.encrypt_symmetric(rt.encode_coefficients(column, scale)))
+            reply = [rt.save_packed(encryptor.encrypt_symmetric(rt.encode_coefficients(column, scale)))
                      for column in columns]
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
             reply = f"{type(exc).__name__}: {exc}"

@@ -17,6 +17,13 @@ SEAL's CKKS encoder takes slots, so the coefficients go through the canonical em
 one FFT turns coefficients into the slot values whose encoding has exactly those
 coefficients (``round(value * scale)``, bit for bit what an exact integer encoding gives),
 and back. No SEAL save/zstd/load round trip is needed to encode or decode.
+
+Packed ciphertexts: a residue modulo a 60-bit prime takes 60 bits, SEAL writes 64. A
+client's ciphertext goes on the wire with its residues packed to the modulus's bit length
+(:meth:`SealRuntime.save_packed`, 6% fewer bytes up; zstd cannot find those bits, the rest is
+uniform): ``"HEPK"``, ``u8 bits``, then the uncompressed SEAL fields with the one data array's
+words packed little-endian, low bits first. :func:`canonical_ciphertext` accepts it beside
+SEAL's own blobs and rebuilds the SEAL blob before any check.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ CIPHERTEXT_DATA_OFFSET = PARMS_ID_SIZE + CIPHERTEXT_FIELDS.size + HEADER_SIZE + 
 PLAINTEXT_DATA_OFFSET = PARMS_ID_SIZE + PLAINTEXT_FIELDS.size + HEADER_SIZE + ARRAY_LENGTH.size
 PRNG_INFO_SIZE = HEADER_SIZE + 1 + 64  # SEAL header, prng type, 512-bit seed
 PRNG_TYPES = (1, 2)  # blake2xb, shake256
+PACKED_MAGIC = b"HEPK"  # a ciphertext with packed residues (SEAL blobs start with 5E A1)
+PACKED_PREFIX = len(PACKED_MAGIC) + 1  # magic, bits
 TRUSTED_LIMIT = 1 << 27
 
 
@@ -110,11 +119,29 @@ class SealRuntime:
         body = self.save_body(obj)
         return self.wrap(body) + body
 
+    @property
+    def word_bits(self) -> int:
+        """Bits in the largest residue: what a packed ciphertext spends per coefficient."""
+        return max(int(q).bit_length() for q in self.moduli)
+
+    def save_packed(self, ciphertext: seal.Ciphertext) -> bytes:
+        """A ciphertext's wire form with residues packed to :attr:`word_bits` (see the module doc)."""
+        body = self.save_body(ciphertext)
+        (count,) = ARRAY_LENGTH.unpack_from(body, CIPHERTEXT_DATA_OFFSET - ARRAY_LENGTH.size)
+        end = CIPHERTEXT_DATA_OFFSET + 8 * count
+        words = np.frombuffer(body, dtype="<u8", count=count, offset=CIPHERTEXT_DATA_OFFSET)
+        return (PACKED_MAGIC + bytes([self.word_bits]) + body[:CIPHERTEXT_DATA_OFFSET]
+                + pack_words(words, self.word_bits).tobytes() + body[end:])
+
     def load(self, obj, blob: bytes):
         """Load a blob into ``obj`` (a fresh SEAL object) and return it.
 
-        Only call this with blobs this process built or checked with the strict parsers.
+        Only call this with blobs this process built or checked with the strict parsers. A
+        packed ciphertext (:meth:`save_packed`) is unpacked first.
         """
+        if blob[:len(PACKED_MAGIC)] == PACKED_MAGIC:
+            body = _unpacked_body(self, blob, len(self.moduli) * self.degree, "ciphertext")
+            blob = self.wrap(body) + body
         fd, path = self._path()
         os.ftruncate(fd, 0)
         os.pwrite(fd, blob, 0)
@@ -343,7 +370,10 @@ def canonical_ciphertext(rt: SealRuntime, blob: bytes, *, scale: float, seeded_o
     poly_words = len(rt.moduli) * rt.degree
     full = CIPHERTEXT_DATA_OFFSET + 8 * 2 * poly_words
     seeded = CIPHERTEXT_DATA_OFFSET + 8 * poly_words + PRNG_INFO_SIZE
-    body = decompress_body(blob, limit=full)
+    if blob[:len(PACKED_MAGIC)] == PACKED_MAGIC:
+        body = _unpacked_body(rt, blob, poly_words, what)
+    else:
+        body = decompress_body(blob, limit=full)
     if seeded_only and len(body) == full:
         raise BlobError(f"{what}: must be in seeded form (its random part is expanded here from the seed, "
                         "so that it cannot be chosen); SecretKeys.generate() makes it so")
@@ -368,6 +398,66 @@ def canonical_ciphertext(rt: SealRuntime, blob: bytes, *, scale: float, seeded_o
                 or body[offset + HEADER_SIZE] not in PRNG_TYPES):
             raise BlobError(f"{what}: malformed seed")
     return rt.wrap(body) + body
+
+
+def _unpacked_body(rt: SealRuntime, blob: bytes, poly_words: int, what: str) -> bytes:
+    """The SEAL fields of a packed ciphertext, its words unpacked; nothing is allocated by what
+    the blob claims: the word count must be one or two polynomials' worth."""
+    bits = rt.word_bits
+    if len(blob) < PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET or blob[len(PACKED_MAGIC)] != bits:
+        raise BlobError(f"{what}: a packed ciphertext for these parameters has {bits}-bit residues")
+    start = PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET
+    (count,) = ARRAY_LENGTH.unpack_from(blob, start - ARRAY_LENGTH.size)
+    if count not in (poly_words, 2 * poly_words):
+        raise BlobError(f"{what}: {count} coefficients do not match the served parameters")
+    end = start + count * bits // 8
+    if len(blob) < end:
+        raise BlobError(f"{what}: the packed coefficients are truncated")
+    words = unpack_words(np.frombuffer(blob, dtype="<u8", count=(end - start) // 8, offset=start), bits, count)
+    return bytes(blob[PACKED_PREFIX:start]) + words.astype("<u8", copy=False).tobytes() + bytes(blob[end:])
+
+
+def _packing_period(bits: int) -> int:
+    """Words per group that fills whole 64-bit words: 64 / gcd(bits, 64)."""
+    return 64 // np.gcd(bits, 64)
+
+
+def pack_words(words: np.ndarray, bits: int) -> np.ndarray:
+    """``words`` (each below 2**bits) as a little-endian bit string, in 64-bit words.
+
+    ``len(words)`` must be a multiple of 64 / gcd(bits, 64) (a ring degree always is).
+
+    Raises:
+        ValueError: if a word does not fit in ``bits``.
+    """
+    period = _packing_period(bits)
+    if not 1 <= bits <= 64 or len(words) % period:
+        raise ValueError(f"cannot pack {len(words)} words of {bits} bits")
+    if bits < 64 and int(words.max(initial=0)) >> bits:
+        raise ValueError(f"a word does not fit in {bits} bits")
+    grouped = words.astype(np.uint64, copy=False).reshape(-1, period)
+    out = np.zeros((len(grouped), period * bits // 64), dtype=np.uint64)
+    for j in range(period):
+        word, shift = divmod(j * bits, 64)
+        out[:, word] |= grouped[:, j] << np.uint64(shift)
+        if shift + bits > 64:
+            out[:, word + 1] |= grouped[:, j] >> np.uint64(64 - shift)
+    return out.reshape(-1)
+
+
+def unpack_words(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """The ``count`` words :func:`pack_words` packed into ``packed``."""
+    period = _packing_period(bits)
+    grouped = packed.astype(np.uint64, copy=False).reshape(count // period, period * bits // 64)
+    mask = np.uint64((1 << bits) - 1)
+    out = np.empty((len(grouped), period), dtype=np.uint64)
+    for j in range(period):
+        word, shift = divmod(j * bits, 64)
+        value = grouped[:, word] >> np.uint64(shift)
+        if shift + bits > 64:
+            value |= grouped[:, word + 1] << np.uint64(64 - shift)
+        out[:, j] = value & mask
+    return out.reshape(-1)
 
 
 def ciphertext_blob_size(rt: SealRuntime, *, seeded: bool) -> int:

@@ -147,3 +147,49 @@ def test_settings_are_read_once_and_refuse_what_is_not_a_number():
             settings.input_bound) == ("m.json", 2, True, None)
     with pytest.raises(ValueError, match="SCORING_KEY_CACHE_ENTRIES must be a int"):
         Settings.from_env({"SCORING_KEY_CACHE_ENTRIES": "many"})
+
+
+# -- packed ciphertexts: the client's wire form, and SEAL's own beside it ---------------------------
+
+
+def test_packed_and_seal_ciphertexts_score_alike_and_packing_saves_a_sixteenth(service, keys, digits,
+                                                                              digits_estimator):
+    from scoring.ckks import PACKED_MAGIC, canonical_ciphertext, runtime
+
+    rt, info = runtime(), service.describe()
+    packed = keys.encrypt_record(info.record_encoding(), digits[0][5])
+    assert packed[0][:5] == PACKED_MAGIC + bytes([60])  # magic, bits per residue
+    as_seal = tuple(canonical_ciphertext(rt, blob, scale=info.encryption.input_scale, seeded_only=True,
+                                         seeded_ok=True) for blob in packed)  # SEAL's seeded form
+    assert len(as_seal[0]) - len(packed[0]) == 8192 * 4 // 8 + 16 - 5  # 4 of 64 bits, the SEAL header; the prefix
+    for chunks in (packed, as_seal):
+        response = service.score(keys.key_id, keys.public_bundle(), ScoreRequest(chunks, info.model_hash))
+        scores = keys.decrypt_scores(info.record_encoding(), response.ciphertexts)
+        np.testing.assert_allclose(scores, digits_estimator.decision_function(digits[0][5:6])[0], atol=1e-5)
+
+
+def _replace_word(blob: bytes, index: int, value: int) -> bytes:
+    from scoring.ckks import CIPHERTEXT_DATA_OFFSET, PACKED_PREFIX, pack_words, unpack_words
+
+    start = PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET
+    words = unpack_words(np.frombuffer(blob, dtype="<u8", count=8192 * 60 // 64, offset=start), 60, 8192).copy()
+    words[index] = value
+    return blob[:start] + pack_words(words, 60).tobytes() + blob[start + 8192 * 60 // 8:]
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda b: b[:4] + b"\x40" + b[5:], "has 60-bit residues"),
+    (lambda b: b[:40], "has 60-bit residues"),
+    (lambda b: b[:5 + 97 + 100], "truncated"),  # 5: magic and bits; 97: SEAL's fields up to the words
+    (lambda b: b[:5 + 89] + (8192 * 1000).to_bytes(8, "little") + b[5 + 97:], "8192000 coefficients do not match"),
+    (lambda b: b[:-1], "65713 bytes of fields do not match"),
+    (lambda b: b[:-65] + b"\x09" + b[-64:], "malformed seed"),  # PRNG type 9
+    (lambda b: _replace_word(b, 7, (1 << 60) - 1), "ciphertext 0"),
+])
+def test_malformed_packed_ciphertexts_are_refused_saying_what(service, keys, digits, mutate, message):
+    from scoring.errors import CiphertextRejected
+
+    info = service.describe()
+    chunks = keys.encrypt_record(info.record_encoding(), digits[0][5])
+    with pytest.raises(CiphertextRejected, match=message):
+        service.score(keys.key_id, keys.public_bundle(), ScoreRequest((mutate(chunks[0]),), info.model_hash))

@@ -94,7 +94,9 @@ class Material:
 
     Attributes:
         owner: the keys that made them (they answer challenges and decrypt answers).
-        ciphertexts: the request's chunks as the client sends them (seeded, uncompressed).
+        ciphertexts: the request's chunks in SEAL's seeded, uncompressed form (whose fields
+            the mutators know).
+        packed_ciphertexts: the same chunks as the client sends them (residues packed).
         full_ciphertexts: the same record encrypted with the public key (two full parts).
         full_public_key: the bundle's public key expanded from its seed (two full parts),
             a form the service refuses: its random part would be the client's choice.
@@ -108,6 +110,7 @@ class Material:
     record_encoding: RecordEncoding
     bundle: bytes
     ciphertexts: tuple[bytes, ...]
+    packed_ciphertexts: tuple[bytes, ...]
     full_ciphertexts: tuple[bytes, ...]
     result_ciphertext: bytes
     secret_key: bytes            # as SEAL saves it (zstd-compressed)
@@ -180,6 +183,7 @@ def build_material(service, keys: SecretKeys, record) -> Material:
     """Make the valid inputs with ``keys`` for ``service`` (a ``scoring.service.ScoringService``)."""
     import tenseal.sealapi as seal
 
+    from scoring.ckks import canonical_ciphertext, runtime
     from scoring.keys import MAX_BUNDLE_BYTES, load_bundle, parse_bundle
     from scoring.parameters import CkksParameters
 
@@ -189,7 +193,8 @@ def build_material(service, keys: SecretKeys, record) -> Material:
     rt = loaded.rt
     record = np.asarray(record, dtype=np.float64)
     bundle = keys.public_bundle()
-    ciphertexts = tuple(keys.encrypt_record(encoding, record))
+    packed = tuple(keys.encrypt_record(encoding, record))
+    ciphertexts = tuple(canonical_ciphertext(rt, blob, scale=encoding.input_scale, seeded_ok=True) for blob in packed)
     encryptor = load_bundle(bundle).encryptor
     full = []
     for chunk in encoding.chunks(record):
@@ -199,7 +204,9 @@ def build_material(service, keys: SecretKeys, record) -> Material:
     response = service.score(keys.key_id, bundle, ScoreRequest(ciphertexts, description.model_hash))
     _, public_key = parse_bundle(bundle)
     small = CkksParameters(4096, (seal.CoeffModulus.Create(4096, [60])[0].value(),))
-    foreign = SecretKeys.generate(small).encrypt_coefficients(np.zeros(16), encoding.input_scale)
+    small_rt = runtime(small)
+    foreign = small_rt.save_canonical(small_rt.load(seal.Ciphertext(), SecretKeys.generate(small).encrypt_coefficients(
+        np.zeros(16), encoding.input_scale)))
     try:
         import tenseal as ts
 
@@ -211,7 +218,7 @@ def build_material(service, keys: SecretKeys, record) -> Material:
     batch = _batch_material(description, keys, record, model, rt)
     return Material(
         owner=keys, description=description, record_encoding=encoding, bundle=bundle, ciphertexts=ciphertexts,
-        full_ciphertexts=tuple(full), result_ciphertext=response.ciphertexts[0], secret_key=rt.save(keys.secret_key),
+        packed_ciphertexts=packed, full_ciphertexts=tuple(full), result_ciphertext=response.ciphertexts[0], secret_key=rt.save(keys.secret_key),
         secret_key_raw=rt.save_canonical(keys.secret_key),
         full_public_key=rt.save_canonical(rt.load(seal.Ciphertext(), public_key)), foreign_ciphertext=foreign,
         tenseal_context=tenseal_context, model_hash=description.model_hash,
@@ -234,9 +241,9 @@ def _batch_material(description: ModelDescription, keys: SecretKeys, record: np.
     if encoding is None:
         return None
     X = np.stack([record * f for f in np.linspace(1.0, -1.0, BATCH_RECORDS)])
-    columns = tuple(keys.encrypt_columns(encoding, X))
-    full = rt.save_canonical(rt.load(seal.Ciphertext(), canonical_ciphertext(
-        rt, columns[0], scale=encoding.input_scale, seeded_ok=True)))
+    columns = tuple(canonical_ciphertext(rt, blob, scale=encoding.input_scale, seeded_ok=True)
+                    for blob in keys.encrypt_columns(encoding, X))  # SEAL's form, whose fields mutators know
+    full = rt.save_canonical(rt.load(seal.Ciphertext(), columns[0]))
     return BatchMaterial(encoding, columns, full, BATCH_RECORDS, tuple(tuple(row) for row in X.tolist()),
                          tuple(tuple(row) for row in model.decision_function(X).tolist()),
                          tuple(model.intercept.tolist()))

@@ -166,6 +166,35 @@ def splice(mu: Mutator, rng: random.Random) -> Case:
     return Case(name, body, content_type=ctype, expect=expect, may_succeed=expect == OK, exact=expect == OK)
 
 
+def packed(mu: Mutator, rng: random.Random) -> Case:
+    """The client's packed form (``HEPK``, bits, SEAL's fields with the residues packed), honest
+    or lying: its bits, its word count, its length, its bytes."""
+    from scoring.ckks import CIPHERTEXT_DATA_OFFSET, PACKED_MAGIC, PACKED_PREFIX
+
+    m = mu.m
+    index = rng.randrange(len(m.packed_ciphertexts))
+    blob = m.packed_ciphertexts[index]
+    count_at = PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET - 8
+    variants = {
+        "valid": (blob, OK),
+        "other bits": (blob[:4] + bytes([rng.choice([0, 1, 59, 61, 64, 255])]) + blob[5:], S422),
+        "cut": (blob[:rng.randrange(len(blob))], S422),
+        "a byte more": (blob + b"\x00", S422),
+        "word count lies": (blob[:count_at] + struct.pack("<Q", rng.choice([0, 1, m.poly_words - 1, 2 * m.poly_words,
+                                                                            2 ** 40, 2 ** 64 - 1])) + blob[count_at + 8:],
+                            S422),
+        "random after the magic": (PACKED_MAGIC + rng.randbytes(rng.choice([0, 1, 100, len(blob) - 4])), S422),
+        "bits flipped": (flip(blob, rng, rng.choice([1, 3, 8]), 0, len(blob))[0], ANY_4XX),
+    }
+    name = rng.choice(list(variants))
+    mutated, expect = variants[name]
+    body, ctype = mu.request_with(index, mutated, rng)
+    if name == "bits flipped":
+        return Case(f"packed: {name}", body, content_type=ctype, expect=expect, may_succeed=True)
+    return Case(f"packed: {name}", body, content_type=ctype, expect=expect, may_succeed=expect == OK,
+                exact=expect == OK)
+
+
 def too_large(mu: Mutator, rng: random.Random) -> Case:
     """Bodies over a cap. One under the largest cap (a batch's) is parsed before the
     single-record cap applies, so those are well formed and carry their content type."""
@@ -208,6 +237,7 @@ FAMILIES = {
     "request.bitflip": Family(3, bitflip),
     "request.field": Family(6, fields),
     "request.recompress": Family(2, recompress),
+    "request.packed": Family(2, packed),
     "request.bomb": Family(2, bomb),
     "request.zero_parts": Family(1, zero_parts),
     "request.splice": Family(2, splice),
