@@ -37,7 +37,9 @@ class ServiceError(Exception):
         self.status = response.status_code
         try:
             body = response.json()
-            self.code, self.message = body.get("error", "unknown"), body.get("message", "")
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+            self.code, self.message = body.get("error", "unknown"), str(body.get("message", ""))
         except ValueError:
             self.code, self.message = "unknown", response.text[:200]
         super().__init__(f"{self.status} {self.code}: {self.message} ({response.request.method} "

@@ -111,7 +111,8 @@ class ScoringService:
         cap = self.settings.max_batch_request_bytes
         if not cap:
             return None
-        lanes = LaneKernel(single.model, single.rt, skip_zero_features=self.settings.batch_skip_zero_features)
+        lanes = LaneKernel(single.model, single.rt, skip_zero_features=self.settings.batch_skip_zero_features,
+                           max_records=self.settings.batch_max_records)
         sent = len(lanes.encoding.features)
         smallest = sent * ciphertext_blob_size(single.rt, seeded=True)
         if sent * single.model.n_outputs > MAX_BATCH_PRODUCTS or smallest > cap:

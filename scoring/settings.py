@@ -43,6 +43,8 @@ class Settings:
         batch_skip_zero_features: ``SCORING_BATCH_SKIP_ZERO_FEATURES``: batches leave out
             features whose weights are all zero (fewer bytes), and the model description then
             names them.
+        batch_max_records: ``SCORING_BATCH_MAX_RECORDS``, the most records one batch request
+            may declare (and so disclose); 0 means every lane (N, 8,192).
     """
 
     model_path: str = ""
@@ -54,6 +56,7 @@ class Settings:
     max_request_bytes: int = 0
     max_batch_request_bytes: int = DEFAULT_MAX_BATCH_REQUEST_BYTES
     batch_skip_zero_features: bool = False
+    batch_max_records: int = 0
     parameters: CkksParameters = DEFAULT_PARAMETERS
 
     @classmethod

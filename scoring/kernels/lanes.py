@@ -30,7 +30,8 @@ from .masking import Masking, flood_width
 class LaneKernel:
     """Scores a batch of records: one ciphertext per sent feature in, one per output out."""
 
-    def __init__(self, model: LinearModel, rt: SealRuntime, *, skip_zero_features: bool = False) -> None:
+    def __init__(self, model: LinearModel, rt: SealRuntime, *, skip_zero_features: bool = False,
+                 max_records: int = 0) -> None:
         self.model = model
         self.rt = rt
         weights = model.coef * model.input_bounds
@@ -41,7 +42,8 @@ class LaneKernel:
         input_bits, weight_bits = choose_scales(self.weights, model.intercept, int(rt.moduli[0]),
                                                 noise_weights=widest)
         self.weight_scale = float(2 ** weight_bits)
-        self.encoding = LaneEncoding(tuple(int(j) for j in sent), rt.degree, model.n_features, model.n_outputs,
+        lanes = min(max_records, rt.degree) if max_records else rt.degree
+        self.encoding = LaneEncoding(tuple(int(j) for j in sent), lanes, model.n_features, model.n_outputs,
                                      model.input_bounds, float(2 ** input_bits),
                                      float(2 ** (input_bits + weight_bits)))
         self.bias = np.rint(model.intercept * self.encoding.output_scale).astype(np.int64)
