@@ -435,6 +435,12 @@ def pack_words(words: np.ndarray, bits: int) -> np.ndarray:
         raise ValueError(f"cannot pack {len(words)} words of {bits} bits")
     if bits < 64 and int(words.max(initial=0)) >> bits:
         raise ValueError(f"a word does not fit in {bits} bits")
+    if 32 < bits < 64 and bits % 8 == 4:  # pairs fill whole bytes: a 64-bit low word and a short high one
+        pairs = words.astype(np.uint64, copy=False).reshape(-1, 2)
+        both = np.empty((len(pairs), 2), dtype="<u8")
+        both[:, 0] = pairs[:, 0] | (pairs[:, 1] << np.uint64(bits))
+        both[:, 1] = pairs[:, 1] >> np.uint64(64 - bits)
+        return np.ascontiguousarray(both.view(np.uint8)[:, :bits // 4]).reshape(-1).view("<u8")
     grouped = words.astype(np.uint64, copy=False).reshape(-1, period)
     out = np.zeros((len(grouped), period * bits // 64), dtype=np.uint64)
     for j in range(period):
@@ -447,9 +453,17 @@ def pack_words(words: np.ndarray, bits: int) -> np.ndarray:
 
 def unpack_words(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     """The ``count`` words :func:`pack_words` packed into ``packed``."""
+    mask = np.uint64((1 << bits) - 1)
+    if 32 < bits < 64 and bits % 8 == 4:  # the pairs of pack_words
+        both = np.zeros((count // 2, 16), dtype=np.uint8)
+        both[:, :bits // 4] = packed.view(np.uint8).reshape(count // 2, bits // 4)
+        words = both.view("<u8")
+        out = np.empty((count // 2, 2), dtype=np.uint64)
+        out[:, 0] = words[:, 0] & mask
+        out[:, 1] = (words[:, 0] >> np.uint64(bits)) | (words[:, 1] << np.uint64(64 - bits))
+        return out.reshape(-1)
     period = _packing_period(bits)
     grouped = packed.astype(np.uint64, copy=False).reshape(count // period, period * bits // 64)
-    mask = np.uint64((1 << bits) - 1)
     out = np.empty((len(grouped), period), dtype=np.uint64)
     for j in range(period):
         word, shift = divmod(j * bits, 64)
