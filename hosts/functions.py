@@ -102,6 +102,7 @@ class FunctionsHost:
         def handle() -> Reply:
             key_id = check_key_id(req.route_params.get("key_id", ""))
             proof = req.headers.get(ownership.PROOF_HEADER)
+            ownership.check_proof_form(proof)  # before the lookup: junk learns nothing of existence
             deleted = delete_proven(self.keys.get_blob_client(key_id),
                                     lambda nonce, expires: ownership.verify(proof, nonce, expires))
             self.service.forget(key_id)

@@ -73,6 +73,19 @@ def issue(bundle: PublicBundle, pending: tuple[str, float] | None = None, *, now
     return Challenge(nonce.hex(), expires, rt.save_canonical(ciphertext), new)
 
 
+def check_proof_form(proof: str | None) -> None:
+    """Refuse a missing or malformed answer before anything is looked up, so that such a
+    request says nothing about whether a bundle exists.
+
+    Raises:
+        ProofRequired: saying what is missing or malformed and how to prove.
+    """
+    if not proof:
+        raise ProofRequired(f"deleting a key bundle needs proof that you hold its secret key: {HOW_TO_PROVE}")
+    if not PROOF_PATTERN.fullmatch(proof):
+        raise ProofRequired(f"{PROOF_HEADER} must be 32 lowercase hex characters (the decrypted challenge)")
+
+
 def verify(proof: str | None, nonce: str | None, expires: float | None, *, now: float | None = None) -> None:
     """Check an answer against the pending nonce and its expiry.
 
@@ -80,10 +93,7 @@ def verify(proof: str | None, nonce: str | None, expires: float | None, *, now: 
         ProofRequired: if there is no answer, no pending challenge, an expired one, or a
             wrong answer; the message says which and how to prove.
     """
-    if not proof:
-        raise ProofRequired(f"deleting a key bundle needs proof that you hold its secret key: {HOW_TO_PROVE}")
-    if not PROOF_PATTERN.fullmatch(proof):
-        raise ProofRequired(f"{PROOF_HEADER} must be 32 lowercase hex characters (the decrypted challenge)")
+    check_proof_form(proof)
     if nonce is None or expires is None:
         raise ProofRequired(f"no challenge is pending for this key bundle: {HOW_TO_PROVE}")
     if (time.time() if now is None else now) > expires:

@@ -34,6 +34,7 @@ from client import ScoringClient, ServiceError
 from client.keys import SecretKeys
 from scoring import protocol
 from scoring.ckks import runtime
+from scoring.keys import key_id_of
 from scoring.protocol import RECORDS_HEADER, ModelDescription, ScoreRequest, WireForm
 
 CONTAINER = "httpkeys"  # the http_app fixture's container
@@ -338,3 +339,25 @@ def test_a_caller_behind_the_quota_is_stopped_once_its_records_are_spent(http_ap
         assert QuotaGateway.counters == {"caller-a": 311}
     finally:
         gateway.shutdown()
+
+
+# -- junk says nothing about whether someone's key id exists ----------------------------------------
+
+
+@pytest.mark.parametrize("proof", [None, "", "not hex", "0" * 31, "A" * 32])
+def test_a_junk_delete_is_refused_alike_whether_or_not_the_bundle_exists(http_app, library_keys, proof):
+    absent = key_id_of(b"a bundle nobody uploaded")
+    headers = {} if proof is None else {"X-Key-Proof": proof}
+    answers = [requests.delete(f"{http_app.url}/api/keys/{key_id}", headers=headers, timeout=30)
+               for key_id in (library_keys.key_id, absent)]
+    assert [a.status_code for a in answers] == [403, 403]
+    assert answers[0].json() == answers[1].json() and answers[0].json()["error"] == "proof_required"
+    assert upload(http_app, library_keys).status_code == 200  # still stored: 200 "already there"
+
+
+def test_a_junk_score_request_is_refused_before_the_key_id_is_looked_up(http_app, library_keys):
+    absent = key_id_of(b"a bundle nobody uploaded")
+    answers = [requests.post(f"{http_app.url}/api/score/{key_id}", data=b'{"version": 2, "ciphertexts": ["AAAA"]}',
+                             headers={"Content-Type": "application/json"}, timeout=30)
+               for key_id in (library_keys.key_id, absent)]
+    assert [a.status_code for a in answers] == [422, 422] and answers[0].json() == answers[1].json()
