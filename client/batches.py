@@ -30,9 +30,9 @@ from scoring.encoding import LaneEncoding
 # path, encrypt + HTTP + decrypt end to end, and its bytes up and down; per sent feature of a
 # batch, its share of a full batch's end-to-end time, and one seeded ciphertext.
 SINGLE_RECORD_SECONDS = 0.005
-SINGLE_RECORD_BYTES = 197_000
+SINGLE_RECORD_BYTES = 193_000
 BATCH_COLUMN_SECONDS = 0.0015
-BATCH_COLUMN_BYTES = 66_000
+BATCH_COLUMN_BYTES = 62_000
 ASSUMED_BANDWIDTH = 12.5e6  # bytes per second (100 Mbit/s)
 PARALLEL_MIN_COLUMNS = 1024  # below this, starting worker processes costs more than it saves
 

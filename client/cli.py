@@ -109,7 +109,7 @@ def describe(args: argparse.Namespace) -> int:
              f"encryption  CKKS N={enc.parameters.poly_modulus_degree}, "
              f"{'+'.join(str(q.bit_length()) for q in enc.parameters.coeff_modulus)}-bit modulus, "
              f"{enc.layout.n_chunks} ciphertext(s) per record",
-             f"batches     " + (f"up to {batch.max_records} records per request" if batch else "not offered"),
+             "batches     " + (f"up to {batch.max_records} records per request" if batch else "not offered"),
              f"precision   scores carry noise within +-{enc.noise_bound:.2g} (model privacy)",
              f"model hash  {info.model_hash}"]
     print("\n".join(lines))

@@ -45,7 +45,6 @@ from scoring.ckks import (
     CIPHERTEXT_FIELDS,
     HEADER,
     HEADER_SIZE,
-    PARMS_ID_SIZE,
     PRNG_INFO_SIZE,
     PRNG_TYPES,
     SEAL_MAGIC,

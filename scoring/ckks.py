@@ -54,8 +54,8 @@ CIPHERTEXT_DATA_OFFSET = PARMS_ID_SIZE + CIPHERTEXT_FIELDS.size + HEADER_SIZE + 
 PLAINTEXT_DATA_OFFSET = PARMS_ID_SIZE + PLAINTEXT_FIELDS.size + HEADER_SIZE + ARRAY_LENGTH.size
 PRNG_INFO_SIZE = HEADER_SIZE + 1 + 64  # SEAL header, prng type, 512-bit seed
 PRNG_TYPES = (1, 2)  # blake2xb, shake256
-PACKED_MAGIC = b"HEPK"  # a ciphertext with packed residues (SEAL blobs start with 5E A1)
-PACKED_PREFIX = len(PACKED_MAGIC) + 1  # magic, bits
+PACKED_CIPHERTEXT_MAGIC = b"HEPK"  # a ciphertext with packed residues (SEAL blobs start with 5E A1)
+PACKED_PREFIX = len(PACKED_CIPHERTEXT_MAGIC) + 1  # magic, bits
 TRUSTED_LIMIT = 1 << 27
 
 
@@ -82,6 +82,8 @@ class SealRuntime:
         self.parameters = parameters
         self.degree = parameters.poly_modulus_degree
         self.moduli = np.array(parameters.coeff_modulus, dtype=np.uint64)
+        self.poly_words = len(parameters.coeff_modulus) * self.degree  # residues in one polynomial
+        self.word_bits = max(q.bit_length() for q in parameters.coeff_modulus)  # a packed residue's width
         self.parms_id = self.context.first_parms_id()
         self.parms_id_bytes = struct.pack("<4Q", *self.parms_id)
         self.evaluator = seal.Evaluator(self.context)
@@ -119,19 +121,13 @@ class SealRuntime:
         body = self.save_body(obj)
         return self.wrap(body) + body
 
-    @property
-    def word_bits(self) -> int:
-        """Bits in the largest residue: what a packed ciphertext spends per coefficient."""
-        return max(int(q).bit_length() for q in self.moduli)
-
     def save_packed(self, ciphertext: seal.Ciphertext) -> bytes:
         """A ciphertext's wire form with residues packed to :attr:`word_bits` (see the module doc)."""
         body = self.save_body(ciphertext)
         (count,) = ARRAY_LENGTH.unpack_from(body, CIPHERTEXT_DATA_OFFSET - ARRAY_LENGTH.size)
-        end = CIPHERTEXT_DATA_OFFSET + 8 * count
         words = np.frombuffer(body, dtype="<u8", count=count, offset=CIPHERTEXT_DATA_OFFSET)
-        return (PACKED_MAGIC + bytes([self.word_bits]) + body[:CIPHERTEXT_DATA_OFFSET]
-                + pack_words(words, self.word_bits).tobytes() + body[end:])
+        return b"".join((PACKED_CIPHERTEXT_MAGIC, bytes([self.word_bits]), body[:CIPHERTEXT_DATA_OFFSET],
+                         pack_words(words, self.word_bits).tobytes(), body[CIPHERTEXT_DATA_OFFSET + 8 * count:]))
 
     def load(self, obj, blob: bytes):
         """Load a blob into ``obj`` (a fresh SEAL object) and return it.
@@ -139,8 +135,8 @@ class SealRuntime:
         Only call this with blobs this process built or checked with the strict parsers. A
         packed ciphertext (:meth:`save_packed`) is unpacked first.
         """
-        if blob[:len(PACKED_MAGIC)] == PACKED_MAGIC:
-            body = _unpacked_body(self, blob, len(self.moduli) * self.degree, "ciphertext")
+        if is_packed(blob):
+            body = _unpacked_body(self, blob, "ciphertext")
             blob = self.wrap(body) + body
         fd, path = self._path()
         os.ftruncate(fd, 0)
@@ -230,7 +226,7 @@ class SealRuntime:
 
     def ciphertext_polys(self, body: bytes, size: int) -> np.ndarray:
         """The first ``size`` polynomials of an uncompressed ciphertext body, (size, K, N)."""
-        count = size * len(self.moduli) * self.degree
+        count = size * self.poly_words
         words = np.frombuffer(body, dtype="<u8", count=count, offset=CIPHERTEXT_DATA_OFFSET)
         return words.reshape(size, len(self.moduli), self.degree)
 
@@ -354,24 +350,32 @@ def _check_array_header(body: bytes, offset: int, words: int, what: str) -> None
         raise BlobError(f"{what}: holds {length} coefficients where {words} are expected")
 
 
+def is_packed(blob: bytes) -> bool:
+    """Whether ``blob`` is a packed ciphertext (:meth:`SealRuntime.save_packed`)."""
+    return blob[:len(PACKED_CIPHERTEXT_MAGIC)] == PACKED_CIPHERTEXT_MAGIC
+
+
 def canonical_ciphertext(rt: SealRuntime, blob: bytes, *, scale: float, seeded_ok: bool,
-                         seeded_only: bool = False, what: str = "ciphertext") -> bytes:
+                         seeded_only: bool = False, packed_ok: bool = False, what: str = "ciphertext") -> bytes:
     """Check a stranger's two-part NTT-form ciphertext blob and return it uncompressed.
 
     Every field is compared with what the served parameters imply: parameter id, NTT
     form, two parts, ring degree, modulus count, scale and the exact coefficient count.
     A seeded ciphertext (its second part replaced by a PRNG seed) is accepted when
-    ``seeded_ok``, and required when ``seeded_only``. SEAL's loader then checks each
+    ``seeded_ok``, and required when ``seeded_only``; a packed one (a client's request) only
+    when ``packed_ok``, and unpacked before every check. SEAL's loader then checks each
     coefficient against the modulus.
 
     Raises:
         BlobError: with a message that names the first thing that is wrong.
     """
-    poly_words = len(rt.moduli) * rt.degree
+    poly_words = rt.poly_words
     full = CIPHERTEXT_DATA_OFFSET + 8 * 2 * poly_words
     seeded = CIPHERTEXT_DATA_OFFSET + 8 * poly_words + PRNG_INFO_SIZE
-    if blob[:len(PACKED_MAGIC)] == PACKED_MAGIC:
-        body = _unpacked_body(rt, blob, poly_words, what)
+    if is_packed(blob):
+        if not packed_ok:
+            raise BlobError(f"{what}: must be a SEAL object, not a packed ciphertext")
+        body = _unpacked_body(rt, blob, what)
     else:
         body = decompress_body(blob, limit=full)
     if seeded_only and len(body) == full:
@@ -400,19 +404,22 @@ def canonical_ciphertext(rt: SealRuntime, blob: bytes, *, scale: float, seeded_o
     return rt.wrap(body) + body
 
 
-def _unpacked_body(rt: SealRuntime, blob: bytes, poly_words: int, what: str) -> bytes:
+def _unpacked_body(rt: SealRuntime, blob: bytes, what: str) -> bytes:
     """The SEAL fields of a packed ciphertext, its words unpacked; nothing is allocated by what
-    the blob claims: the word count must be one or two polynomials' worth."""
-    bits = rt.word_bits
-    if len(blob) < PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET or blob[len(PACKED_MAGIC)] != bits:
-        raise BlobError(f"{what}: a packed ciphertext for these parameters has {bits}-bit residues")
-    start = PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET
+    the blob claims: the word count must be one or two polynomials' worth, and what follows
+    the words a seed or nothing."""
+    bits, start = rt.word_bits, PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET
+    if len(blob) < start:
+        raise BlobError(f"{what}: the packed ciphertext is truncated ({len(blob)} bytes)")
+    if blob[len(PACKED_CIPHERTEXT_MAGIC)] != bits:
+        raise BlobError(f"{what}: a packed ciphertext for these parameters has {bits}-bit residues, "
+                        f"not {blob[len(PACKED_CIPHERTEXT_MAGIC)]}")
     (count,) = ARRAY_LENGTH.unpack_from(blob, start - ARRAY_LENGTH.size)
-    if count not in (poly_words, 2 * poly_words):
+    if count not in (rt.poly_words, 2 * rt.poly_words):
         raise BlobError(f"{what}: {count} coefficients do not match the served parameters")
     end = start + count * bits // 8
-    if len(blob) < end:
-        raise BlobError(f"{what}: the packed coefficients are truncated")
+    if len(blob) - end not in (0, PRNG_INFO_SIZE):
+        raise BlobError(f"{what}: {len(blob)} bytes do not match a packed ciphertext of {count} coefficients")
     words = unpack_words(np.frombuffer(blob, dtype="<u8", count=(end - start) // 8, offset=start), bits, count)
     return bytes(blob[PACKED_PREFIX:start]) + words.astype("<u8", copy=False).tobytes() + bytes(blob[end:])
 
@@ -476,7 +483,7 @@ def unpack_words(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
 
 def ciphertext_blob_size(rt: SealRuntime, *, seeded: bool) -> int:
     """The exact size of an uncompressed two-part ciphertext blob (seeded: half plus seed)."""
-    poly_words = len(rt.moduli) * rt.degree
+    poly_words = rt.poly_words
     if seeded:
         return HEADER_SIZE + CIPHERTEXT_DATA_OFFSET + 8 * poly_words + PRNG_INFO_SIZE
     return HEADER_SIZE + CIPHERTEXT_DATA_OFFSET + 16 * poly_words
@@ -485,8 +492,8 @@ def ciphertext_blob_size(rt: SealRuntime, *, seeded: bool) -> int:
 def is_secret_key_blob(rt: SealRuntime, blob: bytes) -> bool:
     """Whether a blob has the exact shape of a SEAL secret key for these parameters."""
     try:
-        body = decompress_body(blob, limit=PLAINTEXT_DATA_OFFSET + 8 * len(rt.moduli) * rt.degree)
+        body = decompress_body(blob, limit=PLAINTEXT_DATA_OFFSET + 8 * rt.poly_words)
     except BlobError:
         return False
-    return (len(body) == PLAINTEXT_DATA_OFFSET + 8 * len(rt.moduli) * rt.degree
-            and PLAINTEXT_FIELDS.unpack_from(body, PARMS_ID_SIZE)[0] == len(rt.moduli) * rt.degree)
+    return (len(body) == PLAINTEXT_DATA_OFFSET + 8 * rt.poly_words
+            and PLAINTEXT_FIELDS.unpack_from(body, PARMS_ID_SIZE)[0] == rt.poly_words)

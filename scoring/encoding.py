@@ -171,7 +171,7 @@ class LaneEncoding:
     Attributes:
         features: the features a batch carries, in request order (every feature unless the
             model's owner chose to skip all-zero weight columns).
-        max_records: records per request (N coefficient lanes).
+        max_records: records per request (N coefficient lanes, or fewer if the owner caps it).
         n_features, n_outputs: the model's shape.
     """
 

@@ -78,7 +78,8 @@ class ScoreRequest:
     """Encrypted records for the served model.
 
     Attributes:
-        ciphertexts: SEAL ciphertext blobs (one per feature chunk, or one per sent feature).
+        ciphertexts: ciphertext blobs, packed (``scoring.ckks``, as the client sends them) or
+            SEAL's own (one per feature chunk, or one per sent feature).
         model_hash: the model they were encrypted for (a 409 if another is served).
         records: None for one record; the record count of a batch in coefficient lanes.
     """

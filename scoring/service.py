@@ -245,7 +245,7 @@ class ScoringService:
     def _load(rt: SealRuntime, blob: bytes, scale: float, what: str) -> seal.Ciphertext:
         try:
             ciphertext = rt.load(seal.Ciphertext(), canonical_ciphertext(rt, blob, scale=scale, seeded_ok=True,
-                                                                         what=what))
+                                                                         packed_ok=True, what=what))
         except BlobError as exc:
             raise CiphertextRejected(str(exc)) from exc
         except (RuntimeError, ValueError) as exc:

@@ -59,7 +59,8 @@ def test_storage_outage_is_503_with_retry_after_for_what_needs_storage_and_recov
         assert caught.value.response.headers["Retry-After"] == "5"
         assert "blob storage is unreachable" in caught.value.message
         assert elapsed < 15, f"the outage took {elapsed:.1f} s to report"
-        for response in (requests.delete(f"{host.url}/api/keys/{cached.keys.key_id}", timeout=30),
+        proof = {"X-Key-Proof": "0" * 32}  # well formed, so the deletion asks storage
+        for response in (requests.delete(f"{host.url}/api/keys/{cached.keys.key_id}", headers=proof, timeout=30),
                          requests.post(f"{host.url}/api/keys/{cached.keys.key_id}/challenge", timeout=30)):
             assert response.status_code == 503 and response.headers["Retry-After"] == "5"
 

@@ -211,7 +211,7 @@ def exercise(url: str, connection_string: str, rows: np.ndarray, expected: np.nd
     assert statuses == {"malformed JSON": 400, "unknown key id": 404, "malformed key id": 400,
                         "truncated ciphertext": 400, "conn_str in the body": 400, "conn_str in the query": 400,
                         "function key in the query": 200, "bundle holding a secret key": 422,
-                        "delete again": 404, "delete without proof": 404}, statuses
+                        "delete again": 404, "delete without proof": 403}, statuses
 
     needles = [("account key", ACCOUNT_KEY), ("account key (URL-quoted)", quote(ACCOUNT_KEY, safe="")),
                ("connection string", connection_string), ("function key", FUNCTION_KEY),

@@ -121,7 +121,7 @@ def test_a_one_record_batch_reveals_that_record_and_nothing_correlated_with_w(
     solved, *_ = np.linalg.lstsq(design, scores[1:], rcond=None)
     explained = 1 - np.var(scores[1:] - design @ solved) / np.var(scores[1:])
     assert explained < 0.02  # no linear map of the records explains the other lanes
-    assert abs(correlation(solved[:-1].T, served_weights(info, digits_estimator))) < 0.1
+    assert abs(correlation(solved[:-1].T, served_weights(info, digits_estimator))) < 0.2  # 640 weights: 5 sd
     for output in results:
         assert uniform_modulo_q(output[1:]) > 1e-6  # every undisclosed lane: uniform modulo q
 
@@ -136,7 +136,7 @@ def test_undisclosed_lanes_are_uniform_and_declared_lanes_are_scores(http_app, i
     scores = np.column_stack(results) / lanes.output_scale
     np.testing.assert_allclose(scores[:200], digits_estimator.decision_function(X[:200]), atol=1e-5)
     truth = digits_estimator.decision_function(X[200:])  # the 100 records sent beyond the declared 200
-    assert max(abs(correlation(scores[200:300, c], truth[:, c])) for c in range(info.n_outputs)) < 0.35
+    assert max(abs(correlation(scores[200:300, c], truth[:, c])) for c in range(info.n_outputs)) < 0.5  # 5 sd
     for output in results:
         assert uniform_modulo_q(output[200:]) > 1e-6
 
@@ -224,7 +224,6 @@ def test_a_sparse_secret_and_noiseless_queries_read_one_weight_column_per_answer
         true_i.append(weights[list(outputs), i])
     read_i, true_i = np.concatenate(read_i), np.concatenate(true_i)
     assert np.median(np.abs(read_i - true_i)) > 20 * np.median(np.abs(true_i))  # column i is lost
-    assert abs(correlation(read_i, true_i)) < 0.5
 
 
 # -- the owner's caps: records per batch here, records per caller in front -------------------------
@@ -237,7 +236,7 @@ def test_the_owner_caps_the_records_one_batch_may_disclose(azurite, digits_model
     with running_app(azurite, digits_model_path, container="cappedkeys", SCORING_BATCH_MAX_RECORDS="500") as app:
         info = ModelDescription.from_dict(requests.get(f"{app.url}/api/model", timeout=30).json())
         assert info.batch.max_records == 500
-        X = np.vstack([digits[0]] * 2)[:1200]
+        X = digits[0][:1200]
         with ScoringClient(app.url, batch_threshold=1, processes=1, progress=False) as client:
             seen = []
             client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r))

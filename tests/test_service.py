@@ -154,37 +154,73 @@ def test_settings_are_read_once_and_refuse_what_is_not_a_number():
 
 def test_packed_and_seal_ciphertexts_score_alike_and_packing_saves_a_sixteenth(service, keys, digits,
                                                                               digits_estimator):
-    from scoring.ckks import PACKED_MAGIC, canonical_ciphertext, runtime
+    from scoring.ckks import PACKED_CIPHERTEXT_MAGIC, canonical_ciphertext, runtime
 
     rt, info = runtime(), service.describe()
     packed = keys.encrypt_record(info.record_encoding(), digits[0][5])
-    assert packed[0][:5] == PACKED_MAGIC + bytes([60])  # magic, bits per residue
+    assert packed[0][:5] == PACKED_CIPHERTEXT_MAGIC + bytes([rt.word_bits]) and rt.word_bits == 60
     as_seal = tuple(canonical_ciphertext(rt, blob, scale=info.encryption.input_scale, seeded_only=True,
-                                         seeded_ok=True) for blob in packed)  # SEAL's seeded form
-    assert len(as_seal[0]) - len(packed[0]) == 8192 * 4 // 8 + 16 - 5  # 4 of 64 bits, the SEAL header; the prefix
+                                         seeded_ok=True, packed_ok=True) for blob in packed)  # SEAL's seeded form
+    saved = rt.poly_words * (64 - rt.word_bits) // 8 + 16 - 5  # 4 of 64 bits, the SEAL header; the prefix
+    assert len(as_seal[0]) - len(packed[0]) == saved
     for chunks in (packed, as_seal):
         response = service.score(keys.key_id, keys.public_bundle(), ScoreRequest(chunks, info.model_hash))
         scores = keys.decrypt_scores(info.record_encoding(), response.ciphertexts)
         np.testing.assert_allclose(scores, digits_estimator.decision_function(digits[0][5:6])[0], atol=1e-5)
 
 
-def _replace_word(blob: bytes, index: int, value: int) -> bytes:
-    from scoring.ckks import CIPHERTEXT_DATA_OFFSET, PACKED_PREFIX, pack_words, unpack_words
+@pytest.mark.parametrize("bits", [1, 7, 8, 17, 32, 33, 36, 44, 48, 50, 52, 59, 60, 63, 64])
+def test_packing_is_the_little_endian_bit_string_of_the_words(bits):
+    from scoring.ckks import pack_words, unpack_words
 
-    start = PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET
-    words = unpack_words(np.frombuffer(blob, dtype="<u8", count=8192 * 60 // 64, offset=start), 60, 8192).copy()
+    rng = np.random.default_rng(bits)
+    words = rng.integers(0, 2 ** min(bits, 63), size=128, dtype=np.uint64)
+    words[:2] = (1 << bits) - 1, 0  # the widest value and the narrowest
+    packed = pack_words(words, bits)
+    bit_string = sum(int(w) << (i * bits) for i, w in enumerate(words))
+    assert packed.astype("<u8").tobytes() == bit_string.to_bytes(128 * bits // 8, "little")
+    assert np.array_equal(unpack_words(packed, bits, len(words)), words)
+    if bits < 64:
+        too_wide = words.copy()
+        too_wide[5] = 1 << bits
+        with pytest.raises(ValueError, match=f"does not fit in {bits} bits"):
+            pack_words(too_wide, bits)
+
+
+def test_a_key_bundle_must_hold_its_public_key_in_seals_form(keys):
+    import tenseal.sealapi as seal
+
+    from scoring.ckks import runtime
+    from scoring.errors import KeysRejected
+    from scoring.keys import build_bundle, parse_bundle
+
+    parameters, public_key = parse_bundle(keys.public_bundle())
+    rt = runtime()
+    packed = rt.save_packed(rt.load(seal.Ciphertext(), public_key))  # one key, a second byte form, a second id
+    with pytest.raises(KeysRejected, match="not a packed ciphertext"):
+        load_bundle(build_bundle(packed, parameters))
+
+
+def _replace_word(blob: bytes, index: int, value: int) -> bytes:
+    from scoring.ckks import CIPHERTEXT_DATA_OFFSET, PACKED_PREFIX, pack_words, runtime, unpack_words
+
+    rt = runtime()
+    start, length = PACKED_PREFIX + CIPHERTEXT_DATA_OFFSET, rt.poly_words * rt.word_bits // 8
+    words = unpack_words(np.frombuffer(blob, dtype="<u8", count=length // 8, offset=start), rt.word_bits,
+                         rt.poly_words).copy()
     words[index] = value
-    return blob[:start] + pack_words(words, 60).tobytes() + blob[start + 8192 * 60 // 8:]
+    return blob[:start] + pack_words(words, rt.word_bits).tobytes() + blob[start + length:]
 
 
 @pytest.mark.parametrize("mutate,message", [
-    (lambda b: b[:4] + b"\x40" + b[5:], "has 60-bit residues"),
-    (lambda b: b[:40], "has 60-bit residues"),
-    (lambda b: b[:5 + 97 + 100], "truncated"),  # 5: magic and bits; 97: SEAL's fields up to the words
+    (lambda b: b[:4] + b"\x40" + b[5:], "has 60-bit residues, not 64"),
+    (lambda b: b[:40], "truncated \\(40 bytes\\)"),
+    (lambda b: b[:5 + 97 + 100], "202 bytes do not match a packed ciphertext of 8192"),  # 97: SEAL's fields
     (lambda b: b[:5 + 89] + (8192 * 1000).to_bytes(8, "little") + b[5 + 97:], "8192000 coefficients do not match"),
-    (lambda b: b[:-1], "65713 bytes of fields do not match"),
+    (lambda b: b[:-1], "do not match a packed ciphertext"),
+    (lambda b: b + b"\x00", "do not match a packed ciphertext"),
     (lambda b: b[:-65] + b"\x09" + b[-64:], "malformed seed"),  # PRNG type 9
-    (lambda b: _replace_word(b, 7, (1 << 60) - 1), "ciphertext 0"),
+    (lambda b: _replace_word(b, 7, (1 << 60) - 1), "is not valid for the served parameters"),  # above q
 ])
 def test_malformed_packed_ciphertexts_are_refused_saying_what(service, keys, digits, mutate, message):
     from scoring.errors import CiphertextRejected

@@ -194,7 +194,8 @@ def build_material(service, keys: SecretKeys, record) -> Material:
     record = np.asarray(record, dtype=np.float64)
     bundle = keys.public_bundle()
     packed = tuple(keys.encrypt_record(encoding, record))
-    ciphertexts = tuple(canonical_ciphertext(rt, blob, scale=encoding.input_scale, seeded_ok=True) for blob in packed)
+    ciphertexts = tuple(canonical_ciphertext(rt, blob, scale=encoding.input_scale, seeded_ok=True, packed_ok=True)
+                        for blob in packed)
     encryptor = load_bundle(bundle).encryptor
     full = []
     for chunk in encoding.chunks(record):
@@ -241,7 +242,7 @@ def _batch_material(description: ModelDescription, keys: SecretKeys, record: np.
     if encoding is None:
         return None
     X = np.stack([record * f for f in np.linspace(1.0, -1.0, BATCH_RECORDS)])
-    columns = tuple(canonical_ciphertext(rt, blob, scale=encoding.input_scale, seeded_ok=True)
+    columns = tuple(canonical_ciphertext(rt, blob, scale=encoding.input_scale, seeded_ok=True, packed_ok=True)
                     for blob in keys.encrypt_columns(encoding, X))  # SEAL's form, whose fields mutators know
     full = rt.save_canonical(rt.load(seal.Ciphertext(), columns[0]))
     return BatchMaterial(encoding, columns, full, BATCH_RECORDS, tuple(tuple(row) for row in X.tolist()),

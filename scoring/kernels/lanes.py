@@ -42,7 +42,9 @@ class LaneKernel:
         input_bits, weight_bits = choose_scales(self.weights, model.intercept, int(rt.moduli[0]),
                                                 noise_weights=widest)
         self.weight_scale = float(2 ** weight_bits)
-        lanes = min(max_records, rt.degree) if max_records else rt.degree
+        if max_records > rt.degree:
+            raise ValueError(f"SCORING_BATCH_MAX_RECORDS is {max_records}; a batch has {rt.degree} lanes at most")
+        lanes = max_records or rt.degree
         self.encoding = LaneEncoding(tuple(int(j) for j in sent), lanes, model.n_features, model.n_outputs,
                                      model.input_bounds, float(2 ** input_bits),
                                      float(2 ** (input_bits + weight_bits)))

@@ -168,6 +168,7 @@ def sections(mu: Mutator, rng: random.Random) -> Case:
         ("PKEY holding the public key in full form", [(b"PKEY", m.full_public_key)], SEEDED_MESSAGE),
         ("PKEY holding a ciphertext", [(b"PKEY", m.full_ciphertexts[0])], None),
         ("PKEY holding a seeded ciphertext", [(b"PKEY", m.ciphertexts[0])], None),
+        ("PKEY holding a packed ciphertext", [(b"PKEY", m.packed_ciphertexts[0])], "not a packed ciphertext"),
         ("PKEY holding a result", [(b"PKEY", m.result_ciphertext)], None),
         ("PKEY holding a foreign ciphertext", [(b"PKEY", m.foreign_ciphertext)], None),
     ])

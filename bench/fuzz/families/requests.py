@@ -169,7 +169,7 @@ def splice(mu: Mutator, rng: random.Random) -> Case:
 def packed(mu: Mutator, rng: random.Random) -> Case:
     """The client's packed form (``HEPK``, bits, SEAL's fields with the residues packed), honest
     or lying: its bits, its word count, its length, its bytes."""
-    from scoring.ckks import CIPHERTEXT_DATA_OFFSET, PACKED_MAGIC, PACKED_PREFIX
+    from scoring.ckks import CIPHERTEXT_DATA_OFFSET, PACKED_CIPHERTEXT_MAGIC, PACKED_PREFIX
 
     m = mu.m
     index = rng.randrange(len(m.packed_ciphertexts))
@@ -183,7 +183,7 @@ def packed(mu: Mutator, rng: random.Random) -> Case:
         "word count lies": (blob[:count_at] + struct.pack("<Q", rng.choice([0, 1, m.poly_words - 1, 2 * m.poly_words,
                                                                             2 ** 40, 2 ** 64 - 1])) + blob[count_at + 8:],
                             S422),
-        "random after the magic": (PACKED_MAGIC + rng.randbytes(rng.choice([0, 1, 100, len(blob) - 4])), S422),
+        "random after the magic": (PACKED_CIPHERTEXT_MAGIC + rng.randbytes(rng.choice([0, 1, 100, len(blob) - 4])), S422),
         "bits flipped": (flip(blob, rng, rng.choice([1, 3, 8]), 0, len(blob))[0], ANY_4XX),
     }
     name = rng.choice(list(variants))
