@@ -74,23 +74,31 @@ def full_batches(chunks: Iterable, size: int, sizes: list[int]) -> Iterator[np.n
     """Records from ``chunks`` in blocks of ``size`` across chunk boundaries; then the rest.
 
     Appends each chunk's record count to ``sizes`` as it is read, so the caller can cut the
-    scores back into the same chunks.
+    scores back into the same chunks. Blocks within one chunk are views of it; only a block
+    that spans chunks is copied.
     """
-    buffer: list[np.ndarray] = []
-    buffered = 0
+    pending: list[np.ndarray] = []  # the pieces of a block that spans chunks
+    pending_count = 0
     for chunk in chunks:
         records = as_records(chunk)
         sizes.append(len(records))
-        if not len(records):
-            continue
-        buffer.append(records)
-        buffered += len(records)
-        while buffered >= size:
-            joined = np.concatenate(buffer)
-            yield joined[:size]
-            buffer, buffered = [joined[size:]], buffered - size
-    if buffered:
-        yield np.concatenate(buffer)
+        start = 0
+        if pending:
+            need = size - pending_count
+            if len(records) < need:
+                pending.append(records)
+                pending_count += len(records)
+                continue
+            yield np.concatenate(pending + [records[:need]])
+            pending, pending_count, start = [], 0, need
+        while len(records) - start >= size:
+            yield records[start:start + size]
+            start += size
+        if start < len(records):
+            pending.append(records[start:])
+            pending_count += len(records) - start
+    if pending:
+        yield np.concatenate(pending)
 
 
 def cut(scores: list[np.ndarray], sizes: list[int], outputs: int, *, done: bool) -> Iterator[np.ndarray]:
@@ -99,10 +107,15 @@ def cut(scores: list[np.ndarray], sizes: list[int], outputs: int, *, done: bool)
     ``sizes`` holds the record count of each chunk read so far, in order; ``done`` says no
     more scores will come (then every chunk read is complete).
     """
-    available = sum(len(s) for s in scores)
-    while sizes and (sizes[0] <= available or done):
-        count = sizes.pop(0)
-        joined = np.concatenate(scores) if scores else np.empty((0, outputs))
-        yield joined[:count]
-        scores[:] = [joined[count:]]
-        available -= count
+    while sizes and (done or sizes[0] <= sum(len(s) for s in scores)):
+        need = sizes.pop(0)
+        taken: list[np.ndarray] = []
+        while need and scores:
+            head = scores[0]
+            if len(head) <= need:
+                taken.append(scores.pop(0))
+                need -= len(head)
+            else:
+                taken.append(head[:need])
+                scores[0], need = head[need:], 0
+        yield taken[0] if len(taken) == 1 else np.concatenate(taken) if taken else np.empty((0, outputs))

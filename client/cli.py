@@ -38,6 +38,7 @@ import requests
 
 from .keys import SecretKeys, load_secret_key, save_secret_key
 from .scoring_client import ScoringClient, ServiceError
+from .transport import DEFAULT_TIMEOUT
 
 PROG = "he-scoring"
 LOCAL_ENDPOINT = "http://127.0.0.1:7071"
@@ -132,7 +133,7 @@ def predict(args: argparse.Namespace) -> int:
         scores = client.decision_function(X) if args.scores else None
         predictions = client.predict(X) if scores is None else None
     finally:
-        if keys is None:  # keys made for this run only: leave nothing behind
+        if keys is None and client.transport.stores_keys:  # keys made for this run only: leave nothing behind
             client.delete_keys()
     _print_rows(predictions, scores)
     _note(f"{len(X)} record(s) scored encrypted in {(time.perf_counter() - started):.2f} s "
@@ -286,7 +287,8 @@ def _service_options() -> argparse.ArgumentParser:
                          help=f"the service (default: $SCORING_ENDPOINT, else {LOCAL_ENDPOINT})")
     options.add_argument("--function-key", default=os.environ.get("SCORING_FUNCTION_KEY"), metavar="KEY",
                          help="the Azure Functions key (default: $SCORING_FUNCTION_KEY)")
-    options.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default: 30)")
+    options.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                         help=f"seconds per HTTP request (default: {DEFAULT_TIMEOUT:g})")
     return options
 
 

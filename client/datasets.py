@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,12 @@ def _open_idx(folder: Path, name: str) -> bytes:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.exists():
             raw = candidate.read_bytes()
-            return gzip.decompress(raw) if candidate.suffix == ".gz" else raw
+            if candidate.suffix != ".gz":
+                return raw
+            try:
+                return gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise ValueError(f"{candidate}: not a complete gzip file ({exc})") from exc
     raise FileNotFoundError(f"{name}[.gz] not found in {folder}")
 
 
@@ -37,6 +43,8 @@ def load_mnist_test(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     folder = Path(folder)
     images = _open_idx(folder, MNIST_IMAGES)
     labels = _open_idx(folder, MNIST_LABELS)
+    if len(images) < 16 or len(labels) < 8:
+        raise ValueError(f"{folder}: the idx files are truncated")
     magic, count, rows, cols = struct.unpack_from(">IIII", images)
     if magic != 2051 or len(images) != 16 + count * rows * cols:
         raise ValueError("not an idx3 image file")

@@ -43,12 +43,7 @@ import tenseal.sealapi as seal
 from scoring import ownership
 from scoring.ckks import (
     CIPHERTEXT_FIELDS,
-    HEADER,
-    HEADER_SIZE,
-    PRNG_INFO_SIZE,
     PRNG_TYPES,
-    SEAL_MAGIC,
-    COMPRESSION_NONE,
     BlobError,
     SealRuntime,
     canonical_ciphertext,
@@ -206,8 +201,7 @@ class SecretKeys:
         Raises:
             ValueError: if a scaled value does not fit in the modulus.
         """
-        rt = self.runtime
-        return rt.save_packed(self.encryptor().encrypt_symmetric(rt.encode_coefficients(values, scale)))
+        return encrypt_coefficients(self.runtime, self.encryptor(), values, scale)
 
     def encrypt_record(self, encoding: RecordEncoding, x) -> tuple[bytes, ...]:
         """Encrypt one record as the model's encoding asks: one seeded ciphertext per chunk.
@@ -257,6 +251,12 @@ class SecretKeys:
 # -- key material ------------------------------------------------------------------------
 
 
+def encrypt_coefficients(rt: SealRuntime, encryptor: seal.Encryptor, values: np.ndarray, scale: float) -> bytes:
+    """``values`` as one plaintext's coefficients, encrypted with a secret-key ``encryptor``:
+    the seeded ciphertext's wire form (residues packed)."""
+    return rt.save_packed(encryptor.encrypt_symmetric(rt.encode_coefficients(values, scale)))
+
+
 def _ternary(count: int) -> np.ndarray:
     """``count`` integers uniform in {-1, 0, 1} from the OS's generator (rejection of byte 255)."""
     values = np.empty(0, dtype=np.int64)
@@ -275,9 +275,8 @@ def _noise(seed: bytes, count: int) -> np.ndarray:
 
 
 def _prng_info(rt: SealRuntime, seeds: _Seeds) -> bytes:
-    major, minor = rt.seal_version
-    return (HEADER.pack(SEAL_MAGIC, HEADER_SIZE, major, minor, COMPRESSION_NONE, 0, PRNG_INFO_SIZE)
-            + bytes([seeds.prng]) + seeds.a)
+    body = bytes([seeds.prng]) + seeds.a
+    return rt.wrap(body) + body
 
 
 def _seeded_blob(rt: SealRuntime, first: np.ndarray, seeds: _Seeds) -> bytes:

@@ -98,6 +98,7 @@ class ScoringClient:
         self.transport = transport or transport_for(endpoint, function_key=function_key, timeout=timeout,
                                                     binary=binary, retries=retries, session=session,
                                                     route_prefix=route_prefix)
+        self._owns_transport = transport is None
         self._keys = keys
         self._uploaded: str | None = None
         self._model: ModelDescription | None = None
@@ -264,11 +265,10 @@ class ScoringClient:
         """
         X = as_records(X)
         lanes = self.describe_model().lane_encoding()
-        columns = 0 if lanes is None else math.ceil(len(X) / lanes.max_records) * len(lanes.features)
-        parallel = self._pool is not None or columns >= PARALLEL_MIN_COLUMNS
         show = self._show_progress(len(X) > (lanes.max_records if lanes else math.inf))
-        scores = np.vstack(list(self._score_chunks([X], parallel=parallel, progress=show, total=len(X))))
-        return scores[:, 0] if scores.shape[1] == 1 else scores
+        scores = np.vstack(list(self._score_chunks([X], parallel=self._parallel(len(X), lanes), progress=show,
+                                                   total=len(X))))
+        return self._squeezed(scores)
 
     def predict(self, X) -> np.ndarray:
         """Class labels (classifiers) or values (regressors) for each row."""
@@ -321,12 +321,12 @@ class ScoringClient:
             yield from cut(scores, sizes, info.n_outputs, done=True)
 
     def _scored_blocks(self, blocks: Iterable[np.ndarray], lanes: LaneEncoding | None,
-                       parallel: bool) -> Iterator[np.ndarray]:
+                       parallel: bool, *, batches_only: bool = False) -> Iterator[np.ndarray]:
         """Scores per block, in order; a batch is on the wire while the next is encrypted."""
         with futures.ThreadPoolExecutor(1, thread_name_prefix="scoring-wire") as wire:
             pending: futures.Future | None = None
             for records in blocks:
-                if lanes is not None and self._batch(len(records), lanes):
+                if lanes is not None and (batches_only or self._batch(len(records), lanes)):
                     ciphertexts = self._encrypt_columns(lanes, records, parallel)
                     if pending is not None:
                         yield pending.result()
@@ -368,13 +368,7 @@ class ScoringClient:
             raise ValueError("the service offers no batch path for this model")
         X = as_records(X)
         blocks = (X[start:start + lanes.max_records] for start in range(0, len(X), lanes.max_records))
-        parallel = self._pool is not None or math.ceil(len(X) / lanes.max_records) * len(lanes.features) >= \
-            PARALLEL_MIN_COLUMNS
-        saved, self.batch_threshold = self.batch_threshold, 1
-        try:
-            return np.vstack(list(self._scored_blocks(blocks, lanes, parallel)))
-        finally:
-            self.batch_threshold = saved
+        return np.vstack(list(self._scored_blocks(blocks, lanes, self._parallel(len(X), lanes), batches_only=True)))
 
     # -- outputs -------------------------------------------------------------------------
 
@@ -391,6 +385,11 @@ class ScoringClient:
             raise AttributeError("the served model does not offer predict_proba")
         return probabilities(kind, scores)
 
+    def _parallel(self, records: int, lanes: LaneEncoding | None) -> bool:
+        """Whether batches of ``records`` are worth worker processes (a started pool always is)."""
+        columns = 0 if lanes is None else math.ceil(records / lanes.max_records) * len(lanes.features)
+        return self._pool is not None or columns >= PARALLEL_MIN_COLUMNS
+
     def _processes(self) -> int:
         return self.processes if self.processes is not None else default_processes()
 
@@ -402,10 +401,13 @@ class ScoringClient:
     # -- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop batch worker processes, if any were started."""
+        """Stop batch worker processes, if any were started, and close the HTTP session if the
+        client made it (a session you passed in stays open)."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._owns_transport:
+            self.transport.close()
 
     def __enter__(self) -> ScoringClient:
         return self

@@ -67,6 +67,7 @@ class HttpTransport:
         self.timeout = timeout
         self.form = WireForm.BINARY if binary else WireForm.JSON
         self.session = session if session is not None else retrying_session(retries)
+        self._owns_session = session is None
         self._headers = {FUNCTION_KEY_HEADER: function_key} if function_key else {}
 
     def request(self, method: str, url: str, *, headers: dict | None = None, **kwargs) -> requests.Response:
@@ -84,7 +85,9 @@ class HttpTransport:
         return protocol.decode_response(response.content, response.headers.get("content-type"))
 
     def close(self) -> None:
-        self.session.close()
+        """Close the session if this transport made it (one passed in is its owner's to close)."""
+        if self._owns_session:
+            self.session.close()
 
 
 class FunctionsTransport(HttpTransport):
@@ -132,7 +135,8 @@ class ContainerTransport(HttpTransport):
     def challenge(self, key_id: str) -> bytes:
         raise NotImplementedError("the container deletes no keys; delete the bundle from your storage")
 
-    delete_keys = put_keys
+    def delete_keys(self, key_id: str, proof: str) -> None:
+        raise NotImplementedError("the container deletes no keys; delete the bundle from your storage")
 
     def score(self, key_id: str, request: ScoreRequest, *, bundle: bytes | None = None) -> ScoreResponse:
         """Score with the stored bundle (``bundle`` None) or with ``bundle`` sent inline."""

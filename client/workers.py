@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .keys import SecretKeys
+from .keys import SecretKeys, encrypt_coefficients
 
 FRAME = struct.Struct("<Q")
 # Not `-m client.workers`: the package imports this module first, and runpy would warn.
@@ -67,8 +67,9 @@ class EncryptionPool:
                                                                            os.environ.get("PYTHONPATH")]))}
             secret = self.keys.runtime.save(self.keys.secret_key)
             for _ in range(self.processes):
-                worker = subprocess.Popen([sys.executable, "-c", WORKER_MAIN], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=env, cwd=PACKAGE_ROOT)
+                # -P: the caller's folder is not put on the path, so nothing of theirs is imported
+                worker = subprocess.Popen([sys.executable, "-P", "-c", WORKER_MAIN], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, env=env)
                 self._workers.append(worker)
                 _send(worker.stdin, (self.keys.parameters, secret))
         return self._workers
@@ -80,9 +81,9 @@ class EncryptionPool:
             RuntimeError: if a worker failed or exited (the pool starts afresh next time).
         """
         with self._lock:
-            workers = self._start()
-            shares = [share for share in np.array_split(np.arange(len(columns)), len(workers)) if share.size]
             try:
+                workers = self._start()
+                shares = [share for share in np.array_split(np.arange(len(columns)), len(workers)) if share.size]
                 for worker, share in zip(workers, shares):
                     _send(worker.stdin, (np.ascontiguousarray(columns[share]), scale))
                 parts = [_receive(worker.stdout) for worker, _ in zip(workers, shares)]
@@ -134,8 +135,7 @@ def main() -> int:
         except EOFError:
             return 0
         try:
-            reply = [rt.save_packed(encryptor.encrypt_symmetric(rt.encode_coefficients(column, scale)))
-                     for column in columns]
+            reply = [encrypt_coefficients(rt, encryptor, column, scale) for column in columns]
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
             reply = f"{type(exc).__name__}: {exc}"
         _send(stdout, reply)

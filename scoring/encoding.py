@@ -52,7 +52,14 @@ class CoefficientLayout:
 
     @classmethod
     def plan(cls, degree: int, n_features: int, n_outputs: int) -> CoefficientLayout:
-        """The layout with the fewest bytes on the wire for this shape."""
+        """The layout with the fewest bytes on the wire for this shape.
+
+        Raises:
+            ValueError: for no features or no outputs.
+        """
+        if n_features < 1 or n_outputs < 1:
+            raise ValueError(f"a model takes at least one feature and gives at least one output, "
+                             f"not {n_features} and {n_outputs}")
         best = None
         for n_chunks in range(math.ceil(n_features / degree), n_features + 1):
             width = math.ceil(n_features / n_chunks)

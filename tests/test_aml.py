@@ -211,6 +211,19 @@ def test_client_sends_keys_inline_when_none_are_stored(aml, digits, digits_estim
 # -- errors: the same statuses and bodies as the function -----------------------------------------
 
 
+def test_the_cli_predicts_against_the_container_and_has_nothing_to_clean_up(aml, digits, digits_estimator, tmp_path,
+                                                                            capsys):
+    from client.cli import main
+
+    X = digits[0][1500:1505]
+    np.save(tmp_path / "rows.npy", X)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "rows.npy"), "--endpoint", aml.url]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == [str(label) for label in digits_estimator.predict(X)]
+    assert "Traceback" not in err and "5 record(s) scored encrypted" in err
+
+
 def test_malformed_json_is_400_in_both_forms(aml, keys):
     expected = "body is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
     assert_error(post(aml.url, b"{not json"), 400, "bad_request", expected)

@@ -195,3 +195,20 @@ def test_a_wrong_command_line_exits_2(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["predict"])
     assert exit_.value.code == 2 and "required: input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("images,labels,message", [
+    (b"\x00" * 10, b"\x00" * 8, "truncated"),
+    (b"\x1f\x8b\x08\x00" + b"\x00" * 6, None, "not a complete gzip file"),
+])
+def test_a_damaged_mnist_folder_is_a_value_error_not_a_traceback(tmp_path, images, labels, message):
+    from client.datasets import MNIST_IMAGES, MNIST_LABELS, load_mnist_test
+
+    if labels is None:  # a cut gzip stream
+        (tmp_path / f"{MNIST_IMAGES}.gz").write_bytes(images)
+        (tmp_path / MNIST_LABELS).write_bytes(b"\x00" * 8)
+    else:
+        (tmp_path / MNIST_IMAGES).write_bytes(images)
+        (tmp_path / MNIST_LABELS).write_bytes(labels)
+    with pytest.raises(ValueError, match=message):
+        load_mnist_test(tmp_path)

@@ -249,6 +249,8 @@ def test_refusals(digits, digits_estimator):
         edp.encrypt(X[1500] * 16)  # unscaled pixels: the standard encoding takes [-1, 1]
     with pytest.raises(ValueError, match="1-D"):
         edp.encrypt(X[1500:1502])
+    with pytest.raises(ValueError, match="at least one feature"):
+        edp.encrypt([])
     with pytest.raises(CiphertextRejected, match="the record has 784 features; this model takes 64"):
         server.predict(edp.encrypt(np.zeros(784)), public_keys)  # one ciphertext, as a 64-feature record
     with pytest.raises(KeysRejected):
