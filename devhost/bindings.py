@@ -27,14 +27,12 @@ Connections (:func:`resolve_connection`), by the rules of the storage blob exten
 from __future__ import annotations
 
 import datetime
-import os
 import re
 import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from .redact import redact  # noqa: F401 - re-exported for callers of the former module
 
 _SETTING = re.compile(r"%([^%]+)%")
 _EXPRESSION = re.compile(r"\{([^{}]+)\}")
@@ -222,7 +220,3 @@ class BlobStore:
         except Exception as exc:
             raise BindingError(f"writing blob {path!r} failed: {type(exc).__name__}") from exc
 
-
-def environ_snapshot() -> dict[str, str]:
-    """The app settings the host and its workers see: the environment at start."""
-    return dict(os.environ)

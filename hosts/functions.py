@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 
 import azure.functions as func
 from azure.storage.blob import BlobClient, ContainerClient
@@ -17,7 +18,7 @@ from azure.storage.blob import BlobClient, ContainerClient
 from keystore.blobs import BlobBundleSource, container_client, delete_proven, keep_challenge, pending_challenge
 from scoring import ownership, protocol
 from scoring.errors import KeysNotFound, PayloadTooLarge
-from scoring.keys import MAX_BUNDLE_BYTES, check_key_id
+from scoring.keys import MAX_BUNDLE_BYTES, KeyId, check_key_id
 from scoring.service import KEYS_MISSING_MESSAGE, ScoringService
 
 from .http import Reply, json_reply, respond
@@ -51,23 +52,19 @@ class FunctionsHost:
     def score(self, req: func.HttpRequest, bundle: BlobClient) -> func.HttpResponse:
         """POST /api/score/{key_id}: the bundle's BlobClient comes from the blob input binding."""
 
-        def handle() -> Reply:
-            key_id = check_key_id(req.route_params.get("key_id", ""))
-            protocol.refuse_credentials(req.params.keys())
+        def handle(key_id: KeyId) -> Reply:
             request, form = protocol.read_request(req.get_body(), req.headers.get("content-type"),
                                                   self.service.limits)
             response = self.service.score(key_id, BlobBundleSource(bundle), request)
             return Reply(protocol.encode_response(response, form), 200, form.content_type,
                          {protocol.RECORDS_HEADER: str(response.disclosed)})
 
-        return respond(handle, http_response)
+        return self._keyed(req, handle)
 
     def put_keys(self, req: func.HttpRequest, existing: BlobClient, stored: func.Out[bytes]) -> func.HttpResponse:
         """PUT /api/keys/{key_id}: check the bundle, store it through the output binding."""
 
-        def handle() -> Reply:
-            key_id = check_key_id(req.route_params.get("key_id", ""))
-            protocol.refuse_credentials(req.params.keys())
+        def handle(key_id: KeyId) -> Reply:
             body = req.get_body()
             if len(body) > MAX_BUNDLE_BYTES:
                 raise PayloadTooLarge(f"key bundle is {len(body)} bytes; the limit is {MAX_BUNDLE_BYTES}")
@@ -77,13 +74,12 @@ class FunctionsHost:
             stored.set(body)
             return json_reply({"key_id": key_id, "stored": True, "bytes": len(body)}, 201)
 
-        return respond(handle, http_response)
+        return self._keyed(req, handle)
 
     def challenge(self, req: func.HttpRequest, bundle: BlobClient) -> func.HttpResponse:
         """POST /api/keys/{key_id}/challenge: what only the secret key's holder can answer."""
 
-        def handle() -> Reply:
-            key_id = check_key_id(req.route_params.get("key_id", ""))
+        def handle(key_id: KeyId) -> Reply:
             pending, etag = pending_challenge(bundle)
             if etag is None:
                 raise KeysNotFound(KEYS_MISSING_MESSAGE.format(key_id=key_id))
@@ -94,13 +90,12 @@ class FunctionsHost:
             return json_reply({"key_id": key_id, "challenge": base64.b64encode(challenge.ciphertext).decode("ascii"),
                                "expires_in": ownership.CHALLENGE_SECONDS})
 
-        return respond(handle, http_response)
+        return self._keyed(req, handle)
 
     def delete_keys(self, req: func.HttpRequest) -> func.HttpResponse:
         """DELETE /api/keys/{key_id} with X-Key-Proof: remove the bundle (the tutorial's clean-up)."""
 
-        def handle() -> Reply:
-            key_id = check_key_id(req.route_params.get("key_id", ""))
+        def handle(key_id: KeyId) -> Reply:
             proof = req.headers.get(ownership.PROOF_HEADER)
             ownership.check_proof_form(proof)  # before the lookup: junk learns nothing of existence
             deleted = delete_proven(self.keys.get_blob_client(key_id),
@@ -110,7 +105,19 @@ class FunctionsHost:
                 raise KeysNotFound(f"no key bundle is stored under key id {key_id}")
             return Reply(b"", 204)
 
-        return respond(handle, http_response)
+        return self._keyed(req, handle)
+
+    @staticmethod
+    def _keyed(req: func.HttpRequest, handle: Callable[[KeyId], Reply]) -> func.HttpResponse:
+        """Every keyed route's start: the key id checked and credentials in the query refused,
+        before anything else, then the handler; every failure becomes its JSON error."""
+
+        def checked() -> Reply:
+            key_id = check_key_id(req.route_params.get("key_id", ""))
+            protocol.refuse_credentials(req.params.keys())
+            return handle(key_id)
+
+        return respond(checked, http_response)
 
     def describe(self, req: func.HttpRequest) -> func.HttpResponse:
         """GET /api/model."""

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from azure.core.exceptions import AzureError
 
-from keystore.blobs import unavailable
+from keystore.blobs import storage_error
 from scoring.errors import InternalError, ScoringError, error_body
 from scoring.protocol import JSON_TYPE
 
@@ -38,7 +38,8 @@ def json_reply(document: dict, status: int = 200) -> Reply:
 
 
 def error_for(exc: Exception) -> ScoringError:
-    """The ScoringError a host answers for any exception: itself, 503 for storage, else 500.
+    """The ScoringError a host answers for any exception: itself, 503 for storage (with
+    Retry-After when it is unreachable or failing, not when it refused), else 500.
 
     Logs what the caller does not see.
     """
@@ -47,7 +48,7 @@ def error_for(exc: Exception) -> ScoringError:
         return exc
     if isinstance(exc, AzureError):
         logger.warning("storage error: %s", type(exc).__name__)
-        return unavailable(exc)
+        return storage_error(exc)
     logger.error("unexpected failure", exc_info=exc)
     return InternalError("internal error; see the service log")
 

@@ -198,6 +198,7 @@ def test_hundreds_of_hostile_requests_over_http(http_app, azurite, material, fuz
           f"{target.deleted} deletion(s) with a correct proof, slowest rejection {slowest[0]:.1f} ms ({slowest[1]})")
     assert not failures, f"{len(failures)} of {sum(statuses.values())} cases failed:\n" + "\n".join(failures[:25])
     assert not [s for s in statuses if s >= 500]
+    assert sum(statuses.values()) >= 0.9 * HTTP_CASES  # only cases with an empty key id cannot be routed
     assert statuses.get(403), "no deletion was tried with a wrong proof"
 
     names = {blob.name for blob in container.list_blobs()} - before

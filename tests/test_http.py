@@ -271,7 +271,7 @@ def test_a_stranger_who_knows_a_key_id_cannot_delete_it(http_app, azurite, digit
     response = requests.delete(f"{http_app.url}/api/keys/{key_id}", timeout=30)
     assert response.status_code == 403 and response.json()["error"] == "proof_required"
     challenge = requests.post(f"{http_app.url}/api/keys/{key_id}/challenge", timeout=30).json()["challenge"]
-    with pytest.raises(ValueError):  # only the secret key opens it
+    with pytest.raises(ValueError, match="made for other keys"):  # only the secret key opens it
         stranger.keys.answer_challenge(__import__("base64").b64decode(challenge))
     response = requests.delete(f"{http_app.url}/api/keys/{key_id}", headers={"X-Key-Proof": "0" * 32}, timeout=30)
     assert response.status_code == 403
@@ -310,3 +310,10 @@ def test_a_pinned_model_hash_refuses_another_model(http_app, digits):
     client = ScoringClient(http_app.url, expect_model_hash="0" * 64)
     with pytest.raises(ModelChanged, match="refusing to mix two models' scores"):
         client.predict(digits[0][1500:1501])
+
+
+@pytest.mark.parametrize("method,suffix", [("POST", "/challenge"), ("DELETE", ""), ("PUT", ""), ("POST", "")])
+def test_every_keyed_route_refuses_credentials_in_the_query(http_app, keys, method, suffix):
+    route = "score" if (method, suffix) == ("POST", "") else "keys"
+    response = requests.request(method, f"{http_app.url}/api/{route}/{keys.key_id}{suffix}?sas_token=abc", timeout=30)
+    assert response.status_code == 400 and response.json()["error"] == "credentials_refused"

@@ -155,5 +155,6 @@ def test_a_truncated_version_1_file_is_a_value_error_not_a_struct_error(tmp_path
     legacy = (Path(__file__).parent / "golden" / "v1" / "secret.key").read_bytes()
     path = tmp_path / "legacy.key"
     path.write_bytes(legacy[:cut])
-    with pytest.raises(ValueError, match="truncated|malformed|corrupt"):
+    with pytest.raises(ValueError, match="truncated|malformed|corrupt") as caught:
         load_secret_key(path)
+    assert str(path) in str(caught.value)

@@ -191,7 +191,7 @@ def test_packing_two_weight_columns_per_query_with_a_crafted_key(kernel):
     for (_, j), (_, column_j) in zip(pairs, new):  # one column per query, to the noise's precision
         assert np.abs(column_j - weights[:, j]).max() <= kernel.flood_width / spacing + 1
     assert np.median(np.abs(stolen_i - true_i)) > 100 * np.median(np.abs(true_i))  # column i is lost
-    assert abs(correlation(stolen_i, true_i)) < 0.3
+    assert abs(correlation(stolen_i, true_i)) < 0.65  # 60 pairs: 5 standard deviations
 
 
 # -- the batch path ---------------------------------------------------------------------------
