@@ -140,6 +140,15 @@ def single_path(service, keys, X, *, quick: bool) -> dict:
     bundle = keys.public_bundle()
     record = keys.encrypt_record(encoding, X[0])
     out["encrypt_ms"] = statistics.median(timed(lambda: keys.encrypt_record(encoding, X[0]), repeat))
+    rt, chunk = kernel.rt, encoding.chunks(X[0])[0]
+    out["encode_ms"] = statistics.median(timed(lambda: rt.encode_coefficients(chunk, encoding.input_scale), repeat))
+    sample = rt.load(seal.Ciphertext(), record[0])
+    out["pack_ms"] = statistics.median(timed(lambda: rt.save_packed(sample), repeat)) - statistics.median(
+        timed(lambda: rt.save_body(sample), repeat))  # what packing adds to SEAL's save
+    from scoring.ckks import canonical_ciphertext
+
+    out["unpack_check_ms"] = statistics.median(timed(lambda: canonical_ciphertext(
+        rt, record[0], scale=encoding.input_scale, seeded_ok=True, packed_ok=True), repeat))
     chunks = [kernel.rt.load(seal.Ciphertext(), c) for c in record]
     service.check_upload(keys.key_id, bundle)
     from scoring.keys import load_bundle
@@ -184,6 +193,9 @@ def single_path(service, keys, X, *, quick: bool) -> dict:
     out["single_path_requests_per_core_s"] = 1e3 / out["single_path_cpu_ms_per_request"]
     reply = protocol.decode_response(request(WireForm.BINARY), protocol.BINARY_TYPE)
     out["decrypt_ms"] = statistics.median(timed(lambda: keys.decrypt_scores(encoding, reply.ciphertexts), repeat))
+    plain = seal.Plaintext()
+    keys.decryptor().decrypt(rt.load(seal.Ciphertext(), reply.ciphertexts[0]), plain)
+    out["decode_ms"] = statistics.median(timed(lambda: rt.decode_coefficients(plain), repeat))
     out.update(key_bundle_bytes=len(bundle), request_binary_bytes=len(bodies[WireForm.BINARY]),
                request_json_bytes=len(bodies[WireForm.JSON]), response_binary_bytes=len(request(WireForm.BINARY)),
                response_json_bytes=len(request(WireForm.JSON)), noise_bound=info.encryption.noise_bound,
@@ -392,6 +404,10 @@ TARGETS = [
     ("key_generation_ms", "client key generation (ms)", "", None),
     ("encrypt_ms", "client encryption, one record (ms)", "", None),
     ("decrypt_ms", "client decryption, one record (ms)", "", None),
+    ("encode_ms", "client: encode one chunk (FFT + SEAL's encoder, ms)", "", None),
+    ("decode_ms", "client: decode one result (FFT, ms)", "", None),
+    ("pack_ms", "client: packing one ciphertext, beyond SEAL's save (ms)", "", None),
+    ("unpack_check_ms", "server: unpack and check one packed ciphertext (ms)", "", None),
     ("noise_bound", "server noise on every score, +- (single)", "", None),
     ("max_abs_error", "single: max |encrypted - plaintext|", "<= 1e-5", lambda v: v <= 1e-5),
     ("argmax_agreement", "single: argmax agreement", "all", None),

@@ -31,8 +31,8 @@ class Settings:
         key_cache_entries: ``SCORING_KEY_CACHE_ENTRIES``, parsed bundles kept (LRU).
         key_revalidate_seconds: ``SCORING_KEY_REVALIDATE_SECONDS``: a cached bundle is used
             without asking storage for this long; then storage is asked whether it still
-            exists. A deletion elsewhere takes effect within this bound (at once on the
-            instance that served the DELETE).
+            exists. A deletion elsewhere takes effect within this bound (at once in the
+            worker process that served the DELETE).
         zero_pool_depth: ``SCORING_ZERO_POOL_DEPTH``, masked encryptions of zero prepared
             ahead per cached bundle and result ciphertext (0: none, all on the request path).
         zero_pool_bundles: ``SCORING_ZERO_POOL_BUNDLES``, bundles (most recently used) that

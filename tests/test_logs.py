@@ -263,6 +263,8 @@ def test_logs_of_a_full_round_trip_hold_no_secrets(azurite, digits_model_path, d
                      "azure.core.pipeline.policies.http_logging_policy:", "urllib3.connectionpool:",
                      "refused with 400 credentials_refused", "refused with 422", "scoring.service:"):
         assert expected in text, f"{expected!r} is not in the captured logs"
+    # what the owner counts disclosure by: each answer's records, with the key id's first 12 digits
+    assert len(re.findall(r"scoring\.service: scored 1 record\(s\) for key [0-9a-f]{12} ", text)) >= 2
     assert leaks(text, needles, blobs) == []
 
 

@@ -245,3 +245,29 @@ def test_masked_lanes_are_uncorrelated_with_the_true_scores(lanes, keys):
     truth = lanes.model.decision_function(X)
     np.testing.assert_allclose(scores[:100], truth[:100], atol=1e-5)
     assert max(abs(correlation(scores[100:, c], truth[100:, c])) for c in range(3)) < 0.05
+
+
+def test_every_product_of_a_wide_many_output_model_hides_all_but_its_scores(keys):
+    """The layouts with several chunks and products (3,072 features, 100 outputs: 8 request
+    ciphertexts, 5 results): a unit-vector query reads each result's own scores and nothing
+    else; every other coefficient of every result is uniform modulo q."""
+    from scipy import stats
+
+    rng = np.random.default_rng(13)
+    model = LinearModel(rng.normal(size=(100, 3072)) * 0.01, rng.normal(size=100), "regressor")
+    wide = CoefficientKernel(model, runtime())
+    assert (wide.layout.n_chunks, wide.layout.n_products) == (8, 5)
+    unit = np.zeros(3072)
+    unit[5] = 1.0
+    rt = wide.rt
+    chunks = [rt.load(seal.Ciphertext(), blob) for blob in keys.encrypt_record(wide.encoding, unit)]
+    results = wide.evaluate(chunks, zeros_for(wide, keys, protect=True))
+    q = float(rt.moduli[0])
+    scores = []
+    for product, result in enumerate(results):
+        coefficients = decrypt_all(keys, result)
+        outputs = wide.layout.output_positions(product)
+        scores.append(coefficients[outputs] / wide.output_scale)
+        others = np.delete(coefficients, outputs).astype(np.float64)
+        assert stats.kstest(np.mod(others, q) / q, "uniform").pvalue > 1e-6
+    np.testing.assert_allclose(np.concatenate(scores), model.coef[:, 5] + model.intercept, atol=1e-5)

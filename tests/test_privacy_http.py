@@ -360,3 +360,24 @@ def test_a_junk_score_request_is_refused_before_the_key_id_is_looked_up(http_app
                              headers={"Content-Type": "application/json"}, timeout=30)
                for key_id in (library_keys.key_id, absent)]
     assert [a.status_code for a in answers] == [422, 422] and answers[0].json() == answers[1].json()
+
+
+def test_a_captured_deletion_proof_cannot_be_replayed(http_app, azurite):
+    """Someone who saw the owner's DELETE (its X-Key-Proof) cannot delete the bundle again once
+    it is uploaded again: each challenge's nonce serves one deletion."""
+    owner = ScoringClient(http_app.url)
+    owner.upload_keys()
+    sent = []
+    owner.session.hooks["response"].append(lambda r, *a, **k: sent.append(r))
+    assert owner.delete_keys() is True
+    proof = next(r.request.headers["X-Key-Proof"] for r in sent if r.request.method == "DELETE")
+    owner.upload_keys()
+    replayed = requests.delete(f"{http_app.url}/api/keys/{owner.keys.key_id}", headers={"X-Key-Proof": proof},
+                               timeout=30)
+    assert replayed.status_code == 403 and replayed.json()["error"] == "proof_required"
+    assert upload(http_app, owner.keys).status_code == 200  # still stored
+    requests.post(f"{http_app.url}/api/keys/{owner.keys.key_id}/challenge", timeout=30)  # a new challenge...
+    again = requests.delete(f"{http_app.url}/api/keys/{owner.keys.key_id}", headers={"X-Key-Proof": proof},
+                            timeout=30)
+    assert again.status_code == 403  # ...is a new nonce: the old answer does not fit it
+    assert owner.delete_keys() is True
