@@ -146,6 +146,7 @@ def single_path(service, keys, X, *, quick: bool) -> dict:
     out["pack_ms"] = statistics.median(timed(lambda: rt.save_packed(sample), repeat)) - statistics.median(
         timed(lambda: rt.save_body(sample), repeat))  # what packing adds to SEAL's save
     from scoring.ckks import canonical_ciphertext
+    from scoring.kernels.masking import readable_bits
 
     out["unpack_check_ms"] = statistics.median(timed(lambda: canonical_ciphertext(
         rt, record[0], scale=encoding.input_scale, seeded_ok=True, packed_ok=True), repeat))
@@ -199,6 +200,7 @@ def single_path(service, keys, X, *, quick: bool) -> dict:
     out.update(key_bundle_bytes=len(bundle), request_binary_bytes=len(bodies[WireForm.BINARY]),
                request_json_bytes=len(bodies[WireForm.JSON]), response_binary_bytes=len(request(WireForm.BINARY)),
                response_json_bytes=len(request(WireForm.JSON)), noise_bound=info.encryption.noise_bound,
+               readable_bits=readable_bits(int(rt.moduli[0]), info.encryption.output_scale),
                bundle_cache_entry_bytes=cached_bundle_bytes(info.parameters))
     return out
 
@@ -409,6 +411,7 @@ TARGETS = [
     ("pack_ms", "client: packing one ciphertext, beyond SEAL's save (ms)", "", None),
     ("unpack_check_ms", "server: unpack and check one packed ciphertext (ms)", "", None),
     ("noise_bound", "server noise on every score, +- (single)", "", None),
+    ("readable_bits", "bits one readable coefficient can carry, log2(q/(2w+1))", "", None),
     ("max_abs_error", "single: max |encrypted - plaintext|", "<= 1e-5", lambda v: v <= 1e-5),
     ("argmax_agreement", "single: argmax agreement", "all", None),
     ("plaintext_accuracy", "plaintext accuracy", "", None),

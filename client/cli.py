@@ -234,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     storage.add_argument("--setting", metavar="NAME",
                          help="go straight to blob storage through the app settings the service itself reads "
                               "(e.g. SCORING_STORAGE, or its __serviceUri/__clientId identity form)")
-    storage.add_argument("--container", help="with --connection-string or --setting (default: "
-                         "$SCORING_KEYS_CONTAINER, else hekeys)")
+    storage.add_argument("--container", help="with --connection-string (default: hekeys) or --setting "
+                         "(default: $SCORING_KEYS_CONTAINER, required as the services require it)")
 
     keys = commands.add_parser("keys", help="generate, upload and delete keys",
                                description="Generate, upload and delete keys.")

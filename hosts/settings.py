@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from keystore.connection import ConfigurationError, StorageConnection, check_container_name
+from keystore.connection import KEYS_CONTAINER_SETTING, ConfigurationError, StorageConnection, check_container_name
 from scoring.settings import Settings
 
 STORAGE_SETTING = "SCORING_STORAGE"  # the connection setting name every host and binding uses
-KEYS_CONTAINER_SETTING = "SCORING_KEYS_CONTAINER"
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, ContainerClient, LinearRetry
 
 from scoring.errors import KeysRejected, ProofRequired, ScoringError, ServiceUnavailable
-from scoring.keys import MAX_BUNDLE_BYTES, key_id_of, parse_bundle
+from scoring.keys import MAX_BUNDLE_BYTES, key_id_of, load_bundle
 from scoring.ownership import Challenge
 
-from .connection import ConfigurationError, StorageConnection, check_container_name
+from .connection import KEYS_CONTAINER_SETTING, ConfigurationError, StorageConnection, check_container_name
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,12 @@ class BlobBundleSource:
 
     def read(self) -> bytes | None:
         try:
-            download = self.client.download_blob(**CALL_OPTIONS)
-            if download.size > MAX_BUNDLE_BYTES:
-                raise KeysRejected(f"the stored key bundle is {download.size} bytes; no served parameter set "
-                                   f"needs more than {MAX_BUNDLE_BYTES}")
-            return download.readall()
+            download = self.client.download_blob(offset=0, length=MAX_BUNDLE_BYTES + 1, **CALL_OPTIONS)
+            data = download.readall()  # at most one byte past the cap is ever read
+            if len(data) > MAX_BUNDLE_BYTES:
+                raise KeysRejected(f"the stored key bundle is {download.properties.size} bytes; no served "
+                                   f"parameter set needs more than {MAX_BUNDLE_BYTES}")
+            return data
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -154,17 +155,19 @@ def upload_bundle(bundle: bytes, *, setting: str | None = None, connection_strin
         bundle: a public key bundle (``SecretKeys.public_bundle()``).
         setting: a connection setting name read from the environment by the services' own
             rule (:class:`keystore.connection.StorageConnection`), the container from
-            ``SCORING_KEYS_CONTAINER`` unless given; or
+            ``SCORING_KEYS_CONTAINER`` (required, as for the services) unless given; or
         connection_string: a storage connection string; or
         account_url: the blob endpoint, with ``credential`` (SAS, key or azure-identity).
-        container: created if absent; ``hekeys`` unless given or set.
+        container: created if absent; with a connection string or account URL, ``hekeys``
+            unless given.
 
     Raises:
-        KeysRejected: if the bundle holds a secret key or does not parse; nothing is sent.
+        KeysRejected: if the bundle holds a secret key, does not parse or is visibly malformed
+            (the service's own check); nothing is sent.
         ValueError: if no way to reach storage is given, or the setting is not usable.
         azure.core.exceptions.AzureError: from the storage service, as raised.
     """
-    parse_bundle(bundle)
+    load_bundle(bundle)  # what the service would refuse is not stored
     client = _container(setting, connection_string, account_url, credential, container)
     try:
         client.create_container()
@@ -194,9 +197,11 @@ def _container(setting, connection_string, account_url, credential, container) -
         connection = StorageConnection.from_env(setting)
         if connection is None:
             raise ConfigurationError(f"app setting {setting} (or {setting}__serviceUri) is not set")
-        name = check_container_name("SCORING_KEYS_CONTAINER",
-                                    container or os.environ.get("SCORING_KEYS_CONTAINER") or "hekeys")
-        return connection.service_client().get_container_client(name)
+        name = container or os.environ.get(KEYS_CONTAINER_SETTING)
+        if not name:  # the services have no default either: no upload lands where they do not look
+            raise ConfigurationError(f"with setting=, the container is {KEYS_CONTAINER_SETTING}, as the services "
+                                     "read it; it is not set (or give container=)")
+        return connection.service_client().get_container_client(check_container_name(KEYS_CONTAINER_SETTING, name))
     name = check_container_name("container", container or "hekeys")
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string).get_container_client(name)

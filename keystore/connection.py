@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+KEYS_CONTAINER_SETTING = "SCORING_KEYS_CONTAINER"  # the keys' container, on every host and upload path; no default
 URI_SUFFIXES = ("__serviceUri", "__blobServiceUri")
 CREDENTIAL_SUFFIX, CLIENT_ID_SUFFIX = "__credential", "__clientId"
 REFUSED_SUFFIXES = {

@@ -59,6 +59,12 @@ class Settings:
     batch_max_records: int = 0
     parameters: CkksParameters = DEFAULT_PARAMETERS
 
+    def __post_init__(self) -> None:
+        lanes = self.parameters.poly_modulus_degree
+        if self.batch_max_records > lanes:  # refused at start, not by every request's model load
+            raise ValueError(f"app setting {ENV_PREFIX}BATCH_MAX_RECORDS is {self.batch_max_records}; "
+                             f"a batch has {lanes} lanes at most")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, base_dir: Path | None = None) -> Settings:
         """Read every ``SCORING_*`` setting once.

@@ -381,3 +381,19 @@ def test_a_captured_deletion_proof_cannot_be_replayed(http_app, azurite):
                             timeout=30)
     assert again.status_code == 403  # ...is a new nonce: the old answer does not fit it
     assert owner.delete_keys() is True
+
+
+def test_the_direct_upload_refuses_what_the_service_refuses_and_needs_the_services_container(azurite, monkeypatch):
+    from keystore.blobs import upload_bundle
+    from keystore.connection import ConfigurationError
+    from scoring.errors import KeysRejected
+
+    zero = crafted_keys(np.zeros(runtime().degree, dtype=np.int64))
+    with pytest.raises(KeysRejected, match="visibly malformed: its secret is 0"):
+        upload_bundle(zero.public_bundle(), connection_string=azurite.connection_string, container=CONTAINER)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    assert not service.get_blob_client(CONTAINER, zero.key_id).exists()  # nothing was sent
+    monkeypatch.setenv("SCORING_STORAGE", azurite.connection_string)
+    monkeypatch.delenv("SCORING_KEYS_CONTAINER", raising=False)
+    with pytest.raises(ConfigurationError, match="SCORING_KEYS_CONTAINER"):
+        upload_bundle(SecretKeys.generate().public_bundle(), setting="SCORING_STORAGE")

@@ -229,3 +229,9 @@ def test_malformed_packed_ciphertexts_are_refused_saying_what(service, keys, dig
     chunks = keys.encrypt_record(info.record_encoding(), digits[0][5])
     with pytest.raises(CiphertextRejected, match=message):
         service.score(keys.key_id, keys.public_bundle(), ScoreRequest((mutate(chunks[0]),), info.model_hash))
+
+
+def test_a_batch_cap_beyond_the_lanes_fails_the_start_naming_the_setting():
+    with pytest.raises(ValueError, match="SCORING_BATCH_MAX_RECORDS is 9000; a batch has 8192 lanes at most"):
+        Settings.from_env({"SCORING_MODEL_PATH": "m.json", "SCORING_BATCH_MAX_RECORDS": "9000"})
+    assert Settings.from_env({"SCORING_BATCH_MAX_RECORDS": "8192"}).batch_max_records == 8192
